@@ -1,0 +1,13 @@
+"""The core's own plugins, registered through the same hooks as third-party ones.
+
+Nothing imports these modules directly except ``polydiff.plugins`` (by module name).
+"""
+
+BUILTIN_PLUGINS = (
+    "polydiff.builtin.schedules",
+    "polydiff.builtin.corruptions",
+    "polydiff.builtin.denoisers",
+    "polydiff.builtin.samplers",
+    "polydiff.builtin.metrics",
+    "polydiff.builtin.toy",
+)

@@ -1,0 +1,1 @@
+"""Built-in metrics (filled in by its own change)."""

@@ -1,0 +1,1 @@
+"""Built-in toy (filled in by its own change)."""

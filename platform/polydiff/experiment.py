@@ -1,0 +1,225 @@
+"""Build an experiment from a validated config: modality, processes, denoiser, sampling.
+
+``build_experiment(config)`` resolves every name through the plugin registry, binds one
+corruption process per diffused field, builds the denoiser (wrapped in EDM
+preconditioning where a process asks for it) and offers ``loss`` for the trainer and
+``sample`` / ``evaluate`` for the CLI. It is the one place where config meets components.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from polydiff.corruptions.base import Corruption, Prediction
+from polydiff.denoisers.preconditioning import EDMPreconditioning
+from polydiff.errors import ConfigError, IncompatibleSpaceError
+from polydiff.plugins import PluginManager, make_plugin_manager
+from polydiff.samplers.common import SampleOutput
+from polydiff.spaces import Space, State
+
+_NAME_KEYS = {"name"}
+
+
+def _options(table: Mapping[str, Any], drop: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in table.items() if k not in drop}
+
+
+def _call_factory(factory, what: str, *args, **options):
+    try:
+        return factory(*args, **options)
+    except TypeError as exc:
+        try:
+            params = [p for p in inspect.signature(factory).parameters if p not in ("self", "space", "spaces", "cond_spaces")]
+        except (TypeError, ValueError):
+            params = []
+        raise ConfigError(f"{what}: {exc}; accepted options: {params or 'see its documentation'}") from exc
+
+
+def build_processes(cfg: Mapping[str, Any], spaces: Mapping[str, Space], manager: PluginManager) -> dict[str, Corruption]:
+    """Bind a corruption process to each diffused field from the ``[corruption]`` table.
+
+    ``[corruption.fields.<field>]`` overrides any key for one field.
+    """
+    base = dict(cfg)
+    per_field = base.pop("fields", {}) or {}
+    unknown = sorted(set(per_field) - set(spaces))
+    if unknown:
+        raise ConfigError(f"[corruption.fields] names fields {unknown} that the modality does not have; "
+                          f"fields: {sorted(spaces)}")
+    processes = {}
+    for field, space in spaces.items():
+        table = {**base, **per_field.get(field, {})}
+        spec = manager.registry.get("corruption", table["name"])
+        if space.kind not in spec.spaces:
+            raise IncompatibleSpaceError(
+                f"corruption {spec.name!r} (family {spec.family!r}, from {spec.distribution}) accepts spaces "
+                f"{sorted(spec.spaces)}; field {field!r} has {space} of kind {space.kind!r}")
+        options = _options(table, {"name"})
+        if spec.family != "gaussian":
+            options.pop("schedule", None)
+            options.pop("schedule_options", None)
+        params = inspect.signature(spec.factory).parameters
+        accepts_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        if "field" in params or accepts_kw:
+            options["field"] = field
+        if "registry" in params or accepts_kw:
+            options["registry"] = manager.registry
+        processes[field] = _call_factory(spec.factory, f"corruption {spec.name!r} for field {field!r}", space, **options)
+    return processes
+
+
+@dataclass
+class Experiment:
+    """Everything a run needs, built from one config.
+
+    Attributes:
+        config: the validated config (``polydiff.config.validate``).
+        manager: the plugin manager the components came from.
+        modality: the Modality object.
+        processes: field -> Corruption.
+        denoiser: the network (EDM-preconditioned where asked), an ``nn.Module``.
+    """
+
+    config: dict[str, dict[str, Any]]
+    manager: PluginManager
+    modality: Any
+    processes: dict[str, Corruption]
+    denoiser: nn.Module
+
+    @property
+    def spaces(self) -> Mapping[str, Space]:
+        """Diffused fields -> spaces."""
+        return self.modality.spaces
+
+    @property
+    def cond_spaces(self) -> Mapping[str, Space]:
+        """Conditioning fields -> spaces."""
+        return getattr(self.modality, "cond_spaces", {}) or {}
+
+    def split_batch(self, batch: State) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """Separate a data batch into (diffused fields, conditioning fields or None)."""
+        x0 = {f: batch[f] for f in self.spaces}
+        cond = {f: batch[f] for f in self.cond_spaces if f in batch}
+        return x0, (cond or None)
+
+    def drop_cond(self, cond: State | None, p: float, generator: torch.Generator | None) -> State | None:
+        """Classifier-free guidance training: replace each sample's conditioning with the null
+        value (id ``vocab_size`` for discrete fields, zeros otherwise) with probability ``p``."""
+        if cond is None or p <= 0:
+            return cond
+        out = {}
+        for name, value in cond.items():
+            keep = torch.rand(value.shape[0], generator=generator, device="cpu").to(value.device) >= p
+            keep = keep.view(-1, *([1] * (value.ndim - 1)))
+            space = self.cond_spaces[name]
+            null = torch.full_like(value, space.vocab_size) if space.kind == "discrete" else torch.zeros_like(value)
+            out[name] = torch.where(keep, value, null)
+        return out
+
+    def loss(self, model: nn.Module, batch: State, *, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean training loss over the batch: one shared t, each field's process loss summed.
+
+        Returns:
+            ``(scalar loss, {"loss/<field>": float})``.
+        """
+        x0, cond = self.split_batch(batch)
+        cond = self.drop_cond(cond, self.config["training"]["cond_dropout"], generator)
+        first = next(iter(self.processes.values()))
+        n = next(iter(x0.values())).shape[0]
+        device = next(iter(x0.values())).device
+        t = first.sample_t(n, generator=generator, device="cpu").to(device)
+        corrupted = {f: p.corrupt(x0[f], t, generator=None if device.type != "cpu" else generator)
+                     for f, p in self.processes.items()}
+        raw = model({f: c.x_t for f, c in corrupted.items()}, t, cond)
+        per_field = {f: p.loss(raw[f], x0[f], corrupted[f]).mean() for f, p in self.processes.items()}
+        total = sum(per_field.values())
+        return total, {f"loss/{f}": float(v.detach()) for f, v in per_field.items()}
+
+    def predict_fn(self, model: nn.Module, cond: State | None = None):
+        """``model(x, t) -> {field: Prediction}`` for samplers (no guidance)."""
+        processes = self.processes
+
+        def predict(x: State, t: torch.Tensor) -> dict[str, Prediction]:
+            raw = model(x, t, cond)
+            return {f: p.predict(raw[f], x[f], t) for f, p in processes.items()}
+
+        return predict
+
+    def sample(self, model: nn.Module, n: int, *, sampler: str | None = None, steps: int | None = None,
+               grid: str | None = None, generator: torch.Generator | None = None, cond: State | None = None,
+               guidance_scale: float | None = None, device: torch.device | str = "cpu",
+               callback=None, **options: Any) -> SampleOutput:
+        """Draw ``n`` samples with a registered sampler; values default to the ``[sampling]`` table."""
+        from polydiff.samplers.grids import make_grid
+        from polydiff.samplers.guidance import classifier_free_guidance
+
+        s_cfg = self.config["sampling"]
+        spec = self.manager.registry.get("sampler", sampler or s_cfg["sampler"])
+        steps = steps or s_cfg["steps"]
+        scale = s_cfg["guidance_scale"] if guidance_scale is None else guidance_scale
+        opts = {**s_cfg.get("options", {}), **options}
+        x = {f: p.prior(n, generator=generator, device="cpu").to(device) for f, p in self.processes.items()}
+        grid_t = make_grid(grid or s_cfg["grid"] or spec.default_grid, self.processes, steps).to(device)
+        if cond is not None and scale != 1.0:
+            predict = classifier_free_guidance(self.predict_fn(model, cond), self.predict_fn(model, None), scale)
+        else:
+            predict = self.predict_fn(model, cond)
+        with torch.no_grad():
+            return spec.function(predict, self.processes, x, grid_t, generator=generator, callback=callback, **opts)
+
+    def evaluate(self, samples: State, reference: State, *, generator: torch.Generator | None = None,
+                 metrics: list[str] | None = None) -> list[dict[str, Any]]:
+        """Tidy metric rows comparing ``samples`` with ``reference`` (diffused fields only)."""
+        names = metrics if metrics is not None else self.config["evaluation"]["metrics"]
+        registry = self.manager.registry
+        if names is None:
+            names = [s.name for s in registry.specs("metric")
+                     if not s.modalities or self.modality.name in s.modalities]
+        rows = []
+        for name in names:
+            spec = registry.get("metric", name)
+            for row in spec.function(samples, reference, spaces=self.spaces, generator=generator):
+                rows.append({"metric": name, **row})
+        return rows
+
+
+def build_modality(cfg: Mapping[str, Any], manager: PluginManager):
+    """Build the modality object named by ``[modality] name`` with the table's other keys."""
+    spec = manager.registry.get("modality", cfg["name"])
+    return _call_factory(spec.factory, f"modality {spec.name!r}", **_options(cfg, _NAME_KEYS))
+
+
+def build_denoiser(cfg: Mapping[str, Any], modality, processes: Mapping[str, Corruption],
+                   manager: PluginManager) -> nn.Module:
+    """Build the ``[denoiser]`` network and wrap it in EDM preconditioning where a process asks."""
+    spec = manager.registry.get("denoiser", cfg["name"])
+    for field, space in modality.spaces.items():
+        if space.kind not in spec.spaces:
+            raise IncompatibleSpaceError(
+                f"denoiser {spec.name!r} (from {spec.distribution}) takes spaces {sorted(spec.spaces)}; "
+                f"field {field!r} of modality {modality.name!r} is {space}")
+    if spec.modalities and modality.name not in spec.modalities:
+        raise IncompatibleSpaceError(f"denoiser {spec.name!r} is built for modalities {sorted(spec.modalities)}, "
+                                     f"not {modality.name!r}")
+    net = _call_factory(spec.factory, f"denoiser {spec.name!r}", modality.spaces,
+                        getattr(modality, "cond_spaces", {}) or {}, **_options(cfg, _NAME_KEYS))
+    if any(getattr(p, "preconditioning", "none") == "edm" for p in processes.values()):
+        net = EDMPreconditioning(net, processes)
+    return net
+
+
+def build_experiment(config: Mapping[str, Any], manager: PluginManager | None = None) -> Experiment:
+    """Resolve a validated config into an ``Experiment`` (weights freshly initialised, seeded)."""
+    manager = manager or make_plugin_manager()
+    torch.manual_seed(config["experiment"]["seed"])
+    modality = build_modality(config["modality"], manager)
+    processes = build_processes(config["corruption"], modality.spaces, manager)
+    denoiser = build_denoiser(config["denoiser"], modality, processes, manager)
+    return Experiment(config=dict(config), manager=manager, modality=modality, processes=processes,
+                      denoiser=denoiser)

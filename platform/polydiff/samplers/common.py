@@ -1,0 +1,53 @@
+"""Records and helpers shared by every sampler."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from polydiff.spaces import State, batch_size
+
+
+@dataclass
+class SampleOutput:
+    """What a sampler returns.
+
+    Attributes:
+        state: the final samples, field -> ``(B, *field_shape)``.
+        nfe: network evaluations actually spent (a batched call counts once).
+        info: sampler-specific extras (e.g. ``{"grid": ...}``).
+    """
+
+    state: dict[str, torch.Tensor]
+    nfe: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def time_vector(t: torch.Tensor | float, x: State) -> torch.Tensor:
+    """Broadcast a scalar time to shape ``(B,)`` on the device of ``x``."""
+    ref = next(iter(x.values()))
+    dtype = ref.dtype if torch.is_floating_point(ref) else torch.float32
+    return torch.as_tensor(t, dtype=dtype, device=ref.device).expand(batch_size(x)).clone()
+
+
+def check_grid(grid: torch.Tensor, sampler: str) -> None:
+    """Raise ValueError unless ``grid`` is 1-D, strictly decreasing and ends at 0."""
+    if grid.ndim != 1 or grid.numel() < 2:
+        raise ValueError(f"sampler {sampler!r}: grid must be 1-D with at least 2 times, got shape {tuple(grid.shape)}")
+    if not bool((grid[1:] < grid[:-1]).all()):
+        raise ValueError(f"sampler {sampler!r}: grid must be strictly decreasing, got {grid.tolist()}")
+    if float(grid[-1]) != 0.0:
+        raise ValueError(f"sampler {sampler!r}: grid must end at t = 0 (data), got {float(grid[-1])}")
+
+
+def require_families(processes: Mapping[str, Any], families: frozenset[str] | set[str], sampler: str) -> None:
+    """Raise IncompatibleSpaceError naming the sampler, the field and its process family."""
+    from polydiff.errors import IncompatibleSpaceError
+
+    for name, proc in processes.items():
+        if proc.family not in families:
+            raise IncompatibleSpaceError(
+                f"sampler {sampler!r} supports families {sorted(families)}; field {name!r} uses "
+                f"{proc.name!r} (family {proc.family!r}). Use 'ancestral', which every family supports.")
