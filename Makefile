@@ -1,0 +1,40 @@
+# polydiff: `make demo` and `make test` set everything up on a fresh machine (Python 3.11).
+# The venv is rebuilt only when pyproject.toml, constraints.txt, registry.toml or a
+# plugin's pyproject.toml changes (the stamp file records the last successful install).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.polydiff-installed
+PLUGIN_PYPROJECTS := $(wildcard plugins/*/pyproject.toml)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt registry.toml $(PLUGIN_PYPROJECTS)
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "polydiff needs Python >= 3.11, found " + sys.version' 
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -c constraints.txt torch==2.11.0 torchaudio==2.11.0
+	$(PIP) install --quiet -c constraints.txt -e ".[test]"
+	@for path in $$($(PY) -m polydiff.registry_file --paths); do \
+		echo "installing plugin $$path"; \
+		$(PIP) install --quiet -c constraints.txt -e "$$path" || exit 1; \
+	done
+	@touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/polydiff demo
+
+test: install
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+bench: install
+	$(PIP) install --quiet -c constraints.txt -e ".[bench]"
+	$(PY) bench/samplers.py
+	$(PY) bench/trainer.py
+
+clean-venv:
+	rm -rf $(VENV)
