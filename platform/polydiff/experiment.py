@@ -26,7 +26,8 @@ _NAME_KEYS = {"name"}
 
 
 def _options(table: Mapping[str, Any], drop: set[str]) -> dict[str, Any]:
-    return {k: v for k, v in table.items() if k not in drop}
+    """Factory options: the table without ``drop`` keys and without unset (None) values."""
+    return {k: v for k, v in table.items() if k not in drop and v is not None}
 
 
 def _call_factory(factory, what: str, *args, **options):

@@ -1,0 +1,114 @@
+"""build_experiment resolves names through the registry and reports bad pairings clearly."""
+import pytest
+import torch
+
+import polydiff
+from polydiff import (ConfigError, Continuous, Discrete, IncompatibleSpaceError, ModalitySpec,
+                      UnknownComponentError)
+
+
+class Pairs(torch.utils.data.Dataset):
+    def __init__(self, n=64):
+        self.x = torch.randn(n, 2)
+        self.tok = torch.randint(0, 5, (n, 3))
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "tok": self.tok[i]}
+
+
+class MixedModality:
+    """A continuous field and a discrete one."""
+
+    name = "mixed"
+    cond_spaces = {}
+
+    def __init__(self, with_tokens: bool = True):
+        self.spaces = {"x": Continuous((2,))}
+        if with_tokens:
+            self.spaces["tok"] = Discrete((3,), 5)
+
+    def dataset(self, split):
+        return Pairs()
+
+    def decode(self, state):
+        return state
+
+    def encode(self, decoded):
+        return decoded
+
+    def write_artefacts(self, samples, out_dir):
+        return []
+
+
+class MixedPlugin:
+    @polydiff.hookimpl
+    def polydiff_modalities(self):
+        yield ModalitySpec(name="mixed", summary="a continuous and a discrete field", factory=MixedModality)
+
+
+def config(**tables):
+    raw = {"modality": {"name": "mixed", "with_tokens": False}, "denoiser": {"name": "mlp", "width": 16, "depth": 1}}
+    for table, values in tables.items():
+        raw.setdefault(table, {}).update(values)
+    return polydiff.config_from_dict(raw)
+
+
+@pytest.fixture
+def manager():
+    return polydiff.make_plugin_manager(autoload=False, extra_plugins={"mixed": MixedPlugin()})
+
+
+def test_builds_and_computes_a_finite_loss(manager):
+    exp = polydiff.build_experiment(config(corruption={"schedule": "vp-cosine"}), manager)
+    assert exp.processes["x"].parametrization == "eps"
+    batch = {"x": torch.randn(8, 2)}
+    loss, parts = exp.loss(exp.denoiser, batch, generator=torch.Generator().manual_seed(0))
+    assert loss.ndim == 0 and torch.isfinite(loss) and set(parts) == {"loss/x"}
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in exp.denoiser.parameters())
+
+
+def test_edm_schedule_wraps_the_network_in_preconditioning(manager):
+    exp = polydiff.build_experiment(config(corruption={"schedule": "edm"}), manager)
+    assert isinstance(exp.denoiser, polydiff.EDMPreconditioning)
+
+
+def test_unknown_names_suggest_close_matches(manager):
+    with pytest.raises(UnknownComponentError, match=r"unknown schedule 'edn'.*Did you mean 'edm'"):
+        polydiff.build_experiment(config(corruption={"schedule": "edn"}), manager)
+    with pytest.raises(UnknownComponentError, match=r"unknown corruption 'gausian'.*'gaussian'"):
+        polydiff.build_experiment(config(corruption={"name": "gausian"}), manager)
+    with pytest.raises(UnknownComponentError, match=r"unknown modality 'mixd'"):
+        polydiff.build_experiment(polydiff.config_from_dict({"modality": {"name": "mixd"}}), manager)
+
+
+def test_process_paired_with_the_wrong_space_names_both(manager):
+    cfg = config(modality={"with_tokens": True})
+    with pytest.raises(IncompatibleSpaceError, match=r"corruption 'gaussian'.*field 'tok'.*discrete"):
+        polydiff.build_experiment(cfg, manager)
+
+
+def test_bad_factory_option_is_a_config_error_naming_the_component(manager):
+    with pytest.raises(ConfigError, match=r"denoiser 'mlp'.*widht"):
+        polydiff.build_experiment(config(denoiser={"widht": 3}), manager)
+    with pytest.raises(ConfigError, match=r"fields \['y'\]"):
+        polydiff.build_experiment(config(corruption={"fields": {"y": {"schedule": "ve"}}}), manager)
+
+
+def test_per_field_override_changes_only_that_field(manager):
+    exp = polydiff.build_experiment(config(corruption={"schedule": "vp-linear", "fields": {"x": {"schedule": "flow"}}}),
+                                    manager)
+    assert exp.processes["x"].schedule.name == "flow"
+    assert exp.processes["x"].parametrization == "flow_velocity"
+
+
+def test_classifier_free_dropout_uses_the_null_label(manager):
+    exp = polydiff.build_experiment(config(), manager)
+    exp.modality.cond_spaces = {"label": Discrete((1,), 4)}
+    cond = {"label": torch.zeros(1000, 1, dtype=torch.long)}
+    dropped = exp.drop_cond(cond, 0.25, torch.Generator().manual_seed(0))["label"]
+    frac = (dropped == 4).float().mean().item()
+    assert set(dropped.unique().tolist()) == {0, 4} and 0.2 < frac < 0.3
