@@ -168,8 +168,7 @@ def _register_module(pm: pluggy.PluginManager, plugins: dict[str, PluginInfo], o
         pm.register(obj, name=info.name)
         for hook_caller in pm.get_hookcallers(obj) or []:
             info.hooks.append(hook_caller.name)
-        unknown = [n for n in dir(obj) if n.startswith("polydiff_") and not hasattr(pm.hook, n)
-                   and callable(getattr(obj, n))]
+        unknown = sorted(hc.name for hc in pm.get_hookcallers(obj) or [] if hc.spec is None)
         if unknown:
             raise PluginLoadError(f"plugin {info.name!r} implements unknown hooks {unknown}; "
                                   f"known hooks: {sorted(KIND_HOOKS.values())} and the loop events")

@@ -20,8 +20,7 @@ from collections.abc import Mapping
 
 import torch
 
-from polydiff.corruptions.base import Corruption, Prediction
-from polydiff.corruptions.gaussian import x0_to_eps
+from polydiff import Corruption, Prediction, x0_to_eps
 
 
 def _gaussian_values(process: Corruption, t: torch.Tensor):
