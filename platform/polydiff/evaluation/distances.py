@@ -37,3 +37,31 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, *, n_projections: int =
     levels = (torch.arange(n_quantiles, dtype=torch.float64) + 0.5) / n_quantiles
     qa, qb = _quantiles(a @ theta, levels), _quantiles(b @ theta, levels)
     return float(((qa - qb) ** 2).mean().sqrt())
+
+
+def mean_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Euclidean norm of the difference of sample means, ``|mean(a) - mean(b)|_2``.
+
+    Args:
+        a: samples, shape ``(N, *shape)``.
+        b: samples, shape ``(M, *shape)``.
+    """
+    a, b = _flat(a), _flat(b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"mean_error: dimensions differ, {a.shape[1]} vs {b.shape[1]}")
+    return float((a.mean(0) - b.mean(0)).norm())
+
+
+def cov_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Frobenius norm of the difference of sample covariances, ``|cov(a) - cov(b)|_F``.
+
+    Args:
+        a: samples, shape ``(N, *shape)``, N >= 2.
+        b: samples, shape ``(M, *shape)``, M >= 2.
+    """
+    a, b = _flat(a), _flat(b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"cov_error: dimensions differ, {a.shape[1]} vs {b.shape[1]}")
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError(f"cov_error: needs at least 2 points per set, got {a.shape[0]} and {b.shape[0]}")
+    return float((torch.cov(a.T).reshape(a.shape[1], -1) - torch.cov(b.T).reshape(b.shape[1], -1)).norm())
