@@ -123,11 +123,12 @@ class Experiment:
         return out
 
     def loss(self, model: nn.Module, batch: State, *, generator: torch.Generator | None = None
-             ) -> tuple[torch.Tensor, dict[str, float]]:
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean training loss over the batch: one shared t, each field's process loss summed.
 
         Returns:
-            ``(scalar loss, {"loss/<field>": float})``.
+            ``(scalar loss, {"loss/<field>": detached 0-d tensor})``; tensors, not floats, so
+            the trainer synchronises with the device once per step rather than once per field.
         """
         x0, cond = self.split_batch(batch)
         cond = self.drop_cond(cond, self.config["training"]["cond_dropout"], generator)
@@ -140,7 +141,7 @@ class Experiment:
         raw = model({f: c.x_t for f, c in corrupted.items()}, t, cond)
         per_field = {f: p.loss(raw[f], x0[f], corrupted[f]).mean() for f, p in self.processes.items()}
         total = sum(per_field.values())
-        return total, {f"loss/{f}": float(v.detach()) for f, v in per_field.items()}
+        return total, {f"loss/{f}": v.detach() for f, v in per_field.items()}
 
     def predict_fn(self, model: nn.Module, cond: State | None = None):
         """``model(x, t) -> {field: Prediction}`` for samplers (no guidance)."""

@@ -56,7 +56,7 @@ def _deterministic_loss(model, batch, *, generator=None):
     t = torch.full((x.shape[0],), 0.5)
     out = model({"x": x}, t, None)["x"]
     loss = ((out - x) ** 2).mean()
-    return loss, {"loss/x": float(loss.detach())}
+    return loss, {"loss/x": loss.detach()}
 
 
 def _train_weights(tp, tmp_path, name, **training):

@@ -331,7 +331,7 @@ class Trainer:
             group["lr"] = lr
         return lr
 
-    def _backward(self) -> tuple[torch.Tensor, dict[str, float]]:
+    def _backward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward and backward over ``accumulate`` micro-batches; mean loss and per-field losses."""
         accumulate = self.cfg["accumulate"]
         total, fields = torch.zeros((), device=self.device), {}
@@ -345,7 +345,7 @@ class Trainer:
                 (loss / accumulate).backward()
             total += loss.detach().float() / accumulate
             for key, value in per_field.items():
-                fields[key] = fields.get(key, 0.0) + float(value) / accumulate
+                fields[key] = fields.get(key, 0.0) + value.float() / accumulate
         return total, fields
 
     def _grad_norm(self) -> torch.Tensor:
@@ -362,7 +362,7 @@ class Trainer:
         loss, fields = self._backward()
         grad_norm = self._grad_norm()
         local = torch.stack([loss, grad_norm.float().to(self.device),
-                             *(torch.tensor(v, device=self.device) for v in fields.values())])
+                             *(v.to(self.device) for v in fields.values())])
         values = distributed.all_reduce_mean(local.clone(), self.dist).tolist()
         local_loss = float(local[0])
         if not (math.isfinite(values[0]) and math.isfinite(values[1])):
