@@ -51,3 +51,38 @@ def require_families(processes: Mapping[str, Any], families: frozenset[str] | se
             raise IncompatibleSpaceError(
                 f"sampler {sampler!r} supports families {sorted(families)}; field {name!r} uses "
                 f"{proc.name!r} (family {proc.family!r}). Use 'ancestral', which every family supports.")
+
+
+def first_gaussian(processes: Mapping[str, Any]) -> Any | None:
+    """The first process of the Gaussian family in ``processes`` (None when there is none)."""
+    for proc in processes.values():
+        if proc.family == "gaussian":
+            return proc
+    return None
+
+
+def alpha_sigma(processes: Mapping[str, Any], t: float) -> dict[str, tuple[float, float]]:
+    """Per-field ``(alpha(t), sigma(t))`` at a scalar time, as floats computed in float64."""
+    tt = torch.tensor(float(t), dtype=torch.float64)
+    out = {}
+    for name, proc in processes.items():
+        v = proc.schedule(tt)
+        out[name] = (float(v.alpha), float(v.sigma))
+    return out
+
+
+def eps_of(prediction: Any, x: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+    """The prediction's eps_hat, or ``(x - alpha x0_hat) / sigma`` when it carries none."""
+    if prediction.eps is not None:
+        return prediction.eps
+    return (x - alpha * prediction.x0) / sigma
+
+
+def call_model(model: Any, x: State, t: float) -> dict[str, Any]:
+    """Evaluate ``model(x, t)`` with ``t`` broadcast to the batch, shape ``(B,)``."""
+    return model(x, time_vector(t, x))
+
+
+def denoised(predictions: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The State of x0_hat in ``predictions`` (the final step to t = 0)."""
+    return {name: pred.x0 for name, pred in predictions.items()}
