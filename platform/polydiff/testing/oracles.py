@@ -30,7 +30,27 @@ def _gaussian_values(process: Corruption, t: torch.Tensor):
     return v.alpha[:, None], v.sigma[:, None]
 
 
-class GaussianMixtureOracle:
+class _ExactDenoiser:
+    """Shared by the oracles: turn ``denoise(x_t, alpha, sigma)`` into a ``PredictFn``."""
+
+    def denoise(self, x_t: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict_fn(self, processes: Mapping[str, Corruption], field: str | None = None):
+        """A ``PredictFn`` for one Gaussian field (the only field when ``field`` is None)."""
+        field = field or next(iter(processes))
+        process = processes[field]
+
+        def predict(x: Mapping[str, torch.Tensor], t: torch.Tensor) -> dict[str, Prediction]:
+            alpha, sigma = _gaussian_values(process, t)
+            x0 = self.denoise(x[field], alpha, sigma).to(x[field].dtype)
+            eps = x0_to_eps(x0, x[field], alpha.to(x0.dtype), sigma.to(x0.dtype))
+            return {field: Prediction(raw=x0, x0=x0, eps=eps)}
+
+        return predict
+
+
+class GaussianMixtureOracle(_ExactDenoiser):
     """The exact denoiser of a Gaussian mixture in ``D`` dimensions.
 
     Args:
@@ -84,21 +104,8 @@ class GaussianMixtureOracle:
         clean = (sigma[:, 0] == 0)
         return torch.where(clean[:, None], x, x0)
 
-    def predict_fn(self, processes: Mapping[str, Corruption], field: str | None = None):
-        """A ``PredictFn`` for one Gaussian field (the only field when ``field`` is None)."""
-        field = field or next(iter(processes))
-        process = processes[field]
 
-        def predict(x: Mapping[str, torch.Tensor], t: torch.Tensor) -> dict[str, Prediction]:
-            alpha, sigma = _gaussian_values(process, t)
-            x0 = self.denoise(x[field], alpha, sigma).to(x[field].dtype)
-            eps = x0_to_eps(x0, x[field], alpha.to(x0.dtype), sigma.to(x0.dtype))
-            return {field: Prediction(raw=x0, x0=x0, eps=eps)}
-
-        return predict
-
-
-class PointCloudOracle:
+class PointCloudOracle(_ExactDenoiser):
     """The exact denoiser of the empirical distribution of ``points`` (shape ``(M, D)``)."""
 
     def __init__(self, points) -> None:
@@ -120,16 +127,3 @@ class PointCloudOracle:
         r = torch.softmax(-d2 / (2 * safe_sigma**2), dim=1)
         x0 = r @ self.points
         return torch.where((sigma[:, 0] == 0)[:, None], x, x0)
-
-    def predict_fn(self, processes: Mapping[str, Corruption], field: str | None = None):
-        """A ``PredictFn`` for one Gaussian field (the only field when ``field`` is None)."""
-        field = field or next(iter(processes))
-        process = processes[field]
-
-        def predict(x: Mapping[str, torch.Tensor], t: torch.Tensor) -> dict[str, Prediction]:
-            alpha, sigma = _gaussian_values(process, t)
-            x0 = self.denoise(x[field], alpha, sigma).to(x[field].dtype)
-            eps = x0_to_eps(x0, x[field], alpha.to(x0.dtype), sigma.to(x0.dtype))
-            return {field: Prediction(raw=x0, x0=x0, eps=eps)}
-
-        return predict
