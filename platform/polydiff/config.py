@@ -33,6 +33,7 @@ plain strings.
 from __future__ import annotations
 
 import copy
+import difflib
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -95,6 +96,11 @@ OPEN_TABLES = ("modality", "corruption", "denoiser")
 REQUIRED = {("modality", "name")}
 
 
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=2)
+    return f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
 def _parse_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -146,7 +152,8 @@ def validate(raw: Mapping[str, Any], *, source: str = "config") -> dict[str, dic
     """
     unknown_tables = sorted(set(raw) - set(SCHEMA))
     if unknown_tables:
-        raise ConfigError(f"{source}: unknown table(s) {unknown_tables}; allowed tables: {list(SCHEMA)}")
+        hint = _did_you_mean(unknown_tables[0], SCHEMA)
+        raise ConfigError(f"{source}: unknown table(s) {unknown_tables}; allowed tables: {list(SCHEMA)}.{hint}")
     out: dict[str, dict[str, Any]] = {}
     for table, schema in SCHEMA.items():
         given = raw.get(table, {})
@@ -154,16 +161,20 @@ def validate(raw: Mapping[str, Any], *, source: str = "config") -> dict[str, dic
             raise ConfigError(f"{source}: [{table}] must be a table, got {given!r}")
         values = {k: copy.deepcopy(default) for k, (_, default) in schema.items()}
         for key, value in given.items():
-            if key in schema:
+            if key in schema and value is None and schema[key][1] is None:
+                values[key] = None  # "unset": validating a validated config changes nothing
+            elif key in schema:
                 values[key] = _check_type(table, key, value, schema[key][0], source)
             elif table in OPEN_TABLES:
                 values[key] = value
             else:
-                raise ConfigError(f"{source}: unknown key [{table}] {key!r}; allowed keys: {sorted(schema)}")
+                raise ConfigError(f"{source}: unknown key [{table}] {key!r}; allowed keys: {sorted(schema)}."
+                                  + _did_you_mean(key, schema))
         out[table] = values
     for table, key in REQUIRED:
         if out[table][key] is None:
-            raise ConfigError(f"{source}: [{table}] {key} is required")
+            raise ConfigError(f"{source}: [{table}] {key} is required, e.g. [{table}] {key} = \"toy\" "
+                              f"(`polydiff plugins list` shows the installed modalities)")
     _check_ranges(out, source)
     if out["experiment"]["name"] is None:
         out["experiment"]["name"] = out["modality"]["name"]

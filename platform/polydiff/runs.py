@@ -1,0 +1,296 @@
+"""Run-level commands: train from a config file, sample from a run, evaluate a run.
+
+A run folder (written by ``polydiff.training.trainer.train``) holds ``config.json``,
+``run.json``, ``metrics.jsonl``, ``checkpoints/`` and ``samples/``. The functions here
+load it, sample with the EMA weights, and write what a person opens: the modality's
+artefacts, the raw samples (``samples.safetensors``), metrics as CSV and Markdown.
+``polydiff.cli`` calls them; ``polydiff.compare`` and ``polydiff.report`` reuse the pieces.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from polydiff.config import load_config
+from polydiff.errors import CheckpointError, ConfigError
+from polydiff.plugins import PluginManager, make_plugin_manager
+
+LIKELIHOOD_ITEMS = 256
+"""Validation items used for the ELBO and PF-ODE bits/dim of all-Gaussian experiments."""
+
+
+@dataclass
+class SampleResult:
+    """Samples of one sampler setting with their cost, metric rows and artefacts.
+
+    Attributes:
+        state: field -> ``(n, *field_shape)`` on the CPU.
+        nfe: network evaluations spent.
+        seconds: wall time of sampling alone.
+        rows: tidy metric rows (``{"metric", "value", ...}``); empty when not evaluated.
+        artefacts: files written by the modality.
+    """
+
+    state: dict[str, torch.Tensor]
+    nfe: int
+    seconds: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    artefacts: list[Path] = field(default_factory=list)
+
+
+def timestamp() -> str:
+    """``YYYYmmdd-HHMMSS`` for folder names."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def fresh_dir(path: Path) -> Path:
+    """Create ``path`` (or ``path-2``, ``path-3``, ... if taken) and return it."""
+    candidate, i = Path(path), 1
+    while candidate.exists():
+        i += 1
+        candidate = Path(f"{path}-{i}")
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def require_run_dir(run_dir: str | Path) -> Path:
+    """Return ``run_dir`` as a Path, or raise CheckpointError saying what a run folder is."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise CheckpointError(f"run folder {str(path)!r} does not exist; pass a folder written by "
+                              f"`polydiff train` (it holds config.json and checkpoints/)")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{str(path)!r} is not a run folder: config.json is missing; pass a folder "
+                              f"written by `polydiff train`")
+    return path
+
+
+def check_components(config: Mapping[str, Any], manager: PluginManager) -> None:
+    """Resolve every component name of a validated config, so typos fail before training.
+
+    Raises:
+        UnknownComponentError: with close matches and the installed names.
+    """
+    registry = manager.registry
+    registry.get("modality", config["modality"]["name"])
+    corruption = config["corruption"]
+    tables = [corruption, *(corruption.get("fields") or {}).values()]
+    for table in tables:
+        name = table.get("name", corruption["name"])
+        spec = registry.get("corruption", name)
+        schedule = table.get("schedule", corruption.get("schedule"))
+        if spec.family == "gaussian" and schedule is not None:
+            registry.get("schedule", schedule)
+    registry.get("denoiser", config["denoiser"]["name"])
+    registry.get("sampler", config["sampling"]["sampler"])
+    check_grid_name(config["sampling"]["grid"])
+    for metric in config["evaluation"]["metrics"] or ():
+        registry.get("metric", metric)
+
+
+def check_grid_name(name: str | None) -> None:
+    """Raise ConfigError for a time-grid name that ``polydiff.samplers.grids`` does not know."""
+    from polydiff.samplers.grids import GRIDS
+
+    if name is not None and name not in GRIDS:
+        close = difflib.get_close_matches(name, list(GRIDS), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown time grid {name!r}.{hint} Grids: {', '.join(GRIDS)}.")
+
+
+def train_from_file(config_path: str | Path, overrides: Iterable[str] = (), *, run_dir: str | Path | None = None,
+                    manager: PluginManager | None = None) -> Any:
+    """Validate a TOML config (with ``--set`` overrides), check its names, and train it.
+
+    Returns:
+        The trainer's ``TrainResult``.
+    """
+    from polydiff.training.trainer import train
+
+    manager = manager or make_plugin_manager()
+    config = load_config(config_path, overrides)
+    check_components(config, manager)
+    result = train(config, run_dir=Path(run_dir) if run_dir else None, manager=manager)
+    _print_train_result(result)
+    return result
+
+
+def resume_run(run_dir: str | Path, *, manager: PluginManager | None = None) -> Any:
+    """Continue training the run in ``run_dir`` from its last checkpoint with its own config."""
+    from polydiff.training.checkpoint import read_run_config
+    from polydiff.training.trainer import train
+
+    path = Path(run_dir)
+    config = read_run_config(path)
+    result = train(config, run_dir=path, manager=manager or make_plugin_manager(), resume=True)
+    _print_train_result(result)
+    return result
+
+
+def _print_train_result(result: Any) -> None:
+    loss = f"{result.final_loss:.4g}" if result.final_loss is not None else "n/a"
+    print(f"run {result.status} after {result.steps} steps, final loss {loss}: {result.run_dir}")
+
+
+def load(run_dir: str | Path, manager: PluginManager | None = None) -> Any:
+    """Load the EMA model of a run (``polydiff.training.checkpoint.LoadedRun``)."""
+    from polydiff.training.checkpoint import load_run
+
+    return load_run(require_run_dir(run_dir), manager=manager, use_ema=True)
+
+
+def _cond(experiment: Any, n: int) -> dict[str, torch.Tensor] | None:
+    """Conditioning fields for ``n`` samples, cycling through the validation split."""
+    from polydiff.training.periodic import reference_batch
+
+    if not experiment.cond_spaces:
+        return None
+    ref = reference_batch(experiment, n, "validation")
+    index = torch.arange(n) % next(iter(ref.values())).shape[0]
+    return {f: ref[f][index] for f in experiment.cond_spaces if f in ref} or None
+
+
+def draw_samples(experiment: Any, model: torch.nn.Module, n: int, *, sampler: str | None = None,
+                 steps: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> SampleResult:
+    """Sample ``n`` items (conditioning, if any, from the validation split) and time it.
+
+    The time grid and guidance scale come from ``experiment.config["sampling"]``.
+    """
+    from polydiff.training.periodic import draw_samples as draw
+
+    generator = torch.Generator().manual_seed(seed)
+    model = model.to(device).eval()
+    cond = _cond(experiment, n)
+    start = time.perf_counter()
+    state, nfe = draw(experiment, model, n, generator=generator, device=device, sampler=sampler, steps=steps,
+                      cond=cond)
+    return SampleResult(state, int(nfe), time.perf_counter() - start)
+
+
+def sample_and_score(experiment: Any, model: torch.nn.Module, out_dir: Path, *, n: int, sampler: str | None = None,
+                     steps: int | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                     reference: Mapping[str, torch.Tensor] | None = None) -> SampleResult:
+    """Sample, write the modality's artefacts into ``out_dir`` and compute the metric rows.
+
+    Unlike ``polydiff.training.periodic.sample_and_evaluate`` this times sampling alone and
+    accepts a reference batch shared by many sampler settings (``polydiff compare``).
+    """
+    from polydiff.training.periodic import reference_batch
+
+    result = draw_samples(experiment, model, n, sampler=sampler, steps=steps, seed=seed, device=device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.artefacts = [Path(p) for p in experiment.modality.write_artefacts(result.state, out_dir) or []]
+    if reference is None:
+        reference = reference_batch(experiment, experiment.config["evaluation"]["n_samples"])
+    diffused = {f: reference[f] for f in experiment.spaces}
+    result.rows = experiment.evaluate(result.state, diffused, generator=torch.Generator().manual_seed(seed))
+    return result
+
+
+def save_state(state: Mapping[str, torch.Tensor], path: Path) -> Path:
+    """Write a State with safetensors (contiguous CPU tensors)."""
+    from safetensors.torch import save_file
+
+    save_file({f: v.detach().cpu().contiguous() for f, v in state.items()}, str(path))
+    return path
+
+
+def sample_run(run_dir: str | Path, *, n: int, sampler: str | None = None, steps: int | None = None,
+               grid: str | None = None, guidance_scale: float | None = None, seed: int = 0,
+               out: str | Path | None = None, manager: PluginManager | None = None) -> Path:
+    """Sample ``n`` items from a run's EMA model and write artefacts, samples and info.
+
+    Writes into ``out`` (default ``run_dir/samples/cli-<timestamp>``): the modality's
+    artefacts, ``samples.safetensors`` and ``info.json`` (nfe, sampler, steps, seconds).
+
+    Returns:
+        The output folder (also printed).
+    """
+    check_grid_name(grid)
+    run = load(run_dir, manager)
+    experiment = run.experiment
+    s_cfg = experiment.config["sampling"]
+    s_cfg.update({k: v for k, v in (("grid", grid), ("guidance_scale", guidance_scale)) if v is not None})
+    device = resolve_device(experiment.config["experiment"]["device"])
+    result = draw_samples(experiment, run.model, n, sampler=sampler, steps=steps, seed=seed, device=device)
+    folder = Path(out) if out else fresh_dir(Path(run_dir) / "samples" / f"cli-{timestamp()}")
+    folder.mkdir(parents=True, exist_ok=True)
+    experiment.modality.write_artefacts(result.state, folder)
+    save_state(result.state, folder / "samples.safetensors")
+    info = {"run_dir": str(run_dir), "checkpoint_step": run.step, "n": n, "seed": seed,
+            "sampler": sampler or s_cfg["sampler"], "steps": steps or s_cfg["steps"], "grid": s_cfg["grid"],
+            "guidance_scale": s_cfg["guidance_scale"],
+            "nfe": result.nfe, "seconds": round(result.seconds, 4)}
+    (folder / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(f"{n} samples ({info['sampler']}, {info['steps']} steps, NFE {result.nfe}, "
+          f"{result.seconds:.2f}s) written to {folder}")
+    return folder
+
+
+def likelihood_rows(experiment: Any, model: torch.nn.Module, *, seed: int = 0, device: torch.device | str = "cpu",
+                    items: int = LIKELIHOOD_ITEMS) -> list[dict[str, Any]]:
+    """ELBO and PF-ODE bits/dim on validation data; empty unless every process is Gaussian."""
+    if any(p.family != "gaussian" for p in experiment.processes.values()):
+        return []
+    from polydiff.evaluation.likelihood import elbo_bits_per_dim, pf_ode_bits_per_dim
+    from polydiff.training.periodic import reference_batch
+
+    batch = reference_batch(experiment, items, "validation")
+    x0, cond = experiment.split_batch({f: v.to(device) for f, v in batch.items()})
+    predict = experiment.predict_fn(model.to(device).eval(), cond)
+    rows = []
+    for name, fn in (("elbo_bits_per_dim", elbo_bits_per_dim), ("pf_ode_bits_per_dim", pf_ode_bits_per_dim)):
+        bpd = fn(predict, experiment.processes, x0, generator=torch.Generator().manual_seed(seed))
+        rows.append({"metric": name, "value": float(bpd.mean()), "std": float(bpd.std()) if bpd.numel() > 1 else 0.0})
+    return rows
+
+
+def evaluate_run(run_dir: str | Path, *, n: int | None = None, sampler: str | None = None, steps: int | None = None,
+                 seed: int = 0, manager: PluginManager | None = None) -> list[dict[str, Any]]:
+    """Sample and evaluate a run; add bits/dim for all-Gaussian experiments.
+
+    Writes ``run_dir/evaluation/<timestamp>/`` with ``metrics.csv``, ``metrics.md`` and the
+    modality's artefacts, and prints the table.
+
+    Returns:
+        Tidy rows ``{"metric", "value", ...}`` with the sampler, steps and checkpoint step.
+    """
+    from polydiff.training.periodic import sample_and_evaluate
+
+    run = load(run_dir, manager)
+    experiment = run.experiment
+    device = resolve_device(experiment.config["experiment"]["device"])
+    folder = fresh_dir(Path(run_dir) / "evaluation" / timestamp())
+    n = n or experiment.config["evaluation"]["n_samples"]
+    _, rows, _ = sample_and_evaluate(experiment, run.model, folder, n=n, generator=torch.Generator().manual_seed(seed),
+                                     device=device, sampler=sampler, steps=steps)
+    s_cfg = experiment.config["sampling"]
+    sampled = {"sampler": sampler or s_cfg["sampler"], "steps": steps or s_cfg["steps"], "n": n}
+    rows = [{**sampled, **r, "checkpoint_step": run.step} for r in rows]
+    rows += [{**r, "n": min(n, LIKELIHOOD_ITEMS), "checkpoint_step": run.step}
+             for r in likelihood_rows(experiment, run.model, seed=seed, device=device)]
+    table = pd.DataFrame(rows)
+    first = [c for c in ("metric", "value", "std", "nfe", "sampler", "steps", "n") if c in table.columns]
+    table = table[first + [c for c in table.columns if c not in first]]
+    table.to_csv(folder / "metrics.csv", index=False)
+    markdown = table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4g",
+                                                                         missingval="")
+    (folder / "metrics.md").write_text(f"# Evaluation of {run_dir}\n\n{markdown}\n")
+    print(markdown)
+    print(f"written to {folder}")
+    return rows
