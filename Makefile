@@ -1,4 +1,6 @@
 # polydiff: `make demo` and `make test` set everything up on a fresh machine (Python 3.11).
+# Tests run two pytest workers with one torch thread each: two workers with two threads each
+# oversubscribe the two cores and run some tests 100x slower.
 # The venv is rebuilt only when pyproject.toml, constraints.txt, registry.toml or a
 # plugin's pyproject.toml changes (the stamp file records the last successful install).
 
@@ -29,7 +31,7 @@ demo: install
 	$(VENV)/bin/polydiff demo
 
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: install
 	$(PIP) install --quiet -c constraints.txt -e ".[bench]"

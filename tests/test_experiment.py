@@ -112,3 +112,13 @@ def test_classifier_free_dropout_uses_the_null_label(manager):
     dropped = exp.drop_cond(cond, 0.25, torch.Generator().manual_seed(0))["label"]
     frac = (dropped == 4).float().mean().item()
     assert set(dropped.unique().tolist()) == {0, 4} and 0.2 < frac < 0.3
+
+
+def test_sampler_option_typo_and_unknown_grid_are_config_errors(manager):
+    exp = polydiff.build_experiment(config(corruption={"schedule": "vp-linear"}), manager)
+    with pytest.raises(ConfigError, match=r"options \['etaa'\] are not options of sampler 'ddim'.*'eta'"):
+        exp.sample(exp.denoiser, 4, sampler="ddim", steps=3, etaa=1.0)
+    with pytest.raises(ConfigError, match=r"\[sampling\] grid: unknown grid 'karas'"):
+        exp.sample(exp.denoiser, 4, sampler="ddim", steps=3, grid="karas")
+    out = exp.sample(exp.denoiser, 4, sampler="ddim", steps=3, eta=1.0, generator=torch.Generator().manual_seed(0))
+    assert out.nfe == 3 and out.state["x"].shape == (4, 2)

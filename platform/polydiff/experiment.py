@@ -166,8 +166,12 @@ class Experiment:
         steps = steps or s_cfg["steps"]
         scale = s_cfg["guidance_scale"] if guidance_scale is None else guidance_scale
         opts = {**s_cfg.get("options", {}), **options}
+        check_sampler_options(spec, opts)
         x = {f: p.prior(n, generator=generator, device="cpu").to(device) for f, p in self.processes.items()}
-        grid_t = make_grid(grid or s_cfg["grid"] or spec.default_grid, self.processes, steps).to(device)
+        try:
+            grid_t = make_grid(grid or s_cfg["grid"] or spec.default_grid, self.processes, steps).to(device)
+        except ValueError as exc:
+            raise ConfigError(f"[sampling] grid: {exc}") from exc
         if cond is not None and scale != 1.0:
             predict = classifier_free_guidance(self.predict_fn(model, cond), self.predict_fn(model, None), scale)
         else:
@@ -189,6 +193,22 @@ class Experiment:
             for row in spec.function(samples, reference, spaces=self.spaces, generator=generator):
                 rows.append({"metric": name, **row})
         return rows
+
+
+def check_sampler_options(spec, options: Mapping[str, Any]) -> None:
+    """Raise ConfigError if ``options`` has a key the sampler function does not accept.
+
+    The message names the sampler, the unknown keys and the options it does accept.
+    """
+    params = inspect.signature(spec.function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = sorted(n for n, p in params.items()
+                      if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in ("generator", "callback"))
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"[sampling] options {unknown} are not options of sampler {spec.name!r}; "
+                          f"it accepts {accepted or 'no options'}")
 
 
 def build_modality(cfg: Mapping[str, Any], manager: PluginManager):
