@@ -21,7 +21,7 @@ def test_grid_shape_order_endpoints(name, schedule, steps):
     assert grid.dtype == torch.float64 and grid.shape == (steps + 1,)
     assert (grid[1:] < grid[:-1]).all()
     assert grid[0] == schedule.t_max and grid[-1] == 0
-    if steps > 1:
+    if steps > 1 and name != "trailing":
         assert grid[-2] == schedule.t_min
 
 
@@ -44,6 +44,31 @@ def test_logsnr_grid_is_uniform_in_logsnr():
     assert torch.allclose(lam.diff(), lam.diff().mean().expand(11), rtol=1e-8)
 
 
+@pytest.mark.parametrize("schedule", [VPLinear(), EDM(), Flow()], ids=lambda s: s.name)
+@pytest.mark.parametrize("steps", [2, 5, 10, 50])
+def test_trailing_is_uniform_to_zero(schedule, steps):
+    """Uniform in t from t_max, last positive time t_max / steps, then exactly 0."""
+    grid = make_grid("trailing", procs(schedule), steps)
+    assert grid.shape == (steps + 1,) and grid[0] == schedule.t_max and grid[-1] == 0
+    assert torch.isclose(grid[-2], torch.tensor(schedule.t_max / steps, dtype=torch.float64), rtol=1e-14, atol=0)
+    step = torch.full((steps,), -schedule.t_max / steps, dtype=torch.float64)
+    assert torch.allclose(grid.diff(), step, rtol=1e-12, atol=0)
+
+
+def test_trailing_matches_lin_et_al_table_2():
+    """T = 1000, 10 steps: trailing timesteps 999, 899, ..., 99 (Lin et al. 2024, Table 2), t = (k + 1) / T."""
+    grid = make_grid("trailing", procs(VPLinear()), 10)
+    k = torch.arange(999, 0, -100, dtype=torch.float64)
+    assert torch.allclose(grid[:-1], (k + 1) / 1000, rtol=0, atol=1e-15)
+    assert torch.allclose(make_grid("trailing", procs(VPLinear()), 4, t_max=0.8)[:-1],
+                          torch.tensor([0.8, 0.6, 0.4, 0.2], dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+def test_trailing_rejects_t_min():
+    with pytest.raises(ValueError, match="trailing.*t_min"):
+        make_grid("trailing", procs(VPLinear()), 10, t_min=0.01)
+
+
 def test_explicit_t_range_and_rho():
     grid = make_grid("uniform", procs(VPLinear()), 4, t_max=0.8, t_min=0.1)
     assert torch.allclose(grid, torch.tensor([0.8, 0.5667, 0.3333, 0.1, 0.0], dtype=torch.float64), atol=1e-4)
@@ -52,7 +77,7 @@ def test_explicit_t_range_and_rho():
 
 
 def test_unknown_grid_lists_names():
-    with pytest.raises(ValueError, match="uniform.*karras.*logsnr"):
+    with pytest.raises(ValueError, match="uniform.*karras.*logsnr.*trailing"):
         make_grid("cosine", procs(VPLinear()), 10)
 
 

@@ -1,7 +1,7 @@
 """Records and helpers shared by every sampler."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +26,10 @@ class SampleOutput:
 
 
 def time_vector(t: torch.Tensor | float, x: State) -> torch.Tensor:
-    """Broadcast a scalar time to shape ``(B,)`` on the device of ``x``."""
+    """Broadcast a scalar time to shape ``(B,)`` on the device of ``x`` (one fill kernel)."""
     ref = next(iter(x.values()))
     dtype = ref.dtype if torch.is_floating_point(ref) else torch.float32
-    return torch.as_tensor(t, dtype=dtype, device=ref.device).expand(batch_size(x)).clone()
+    return torch.full((batch_size(x),), float(t), dtype=dtype, device=ref.device)
 
 
 def check_grid(grid: torch.Tensor, sampler: str) -> None:
@@ -68,6 +68,40 @@ def alpha_sigma(processes: Mapping[str, Any], t: float) -> dict[str, tuple[float
     for name, proc in processes.items():
         v = proc.schedule(tt)
         out[name] = (float(v.alpha), float(v.sigma))
+    return out
+
+
+def grid_values(processes: Mapping[str, Any], times: Sequence[float] | torch.Tensor
+                ) -> dict[str, list[tuple[float, float]]]:
+    """Per field, ``(alpha, sigma)`` at every grid time: one float64 schedule call per field.
+
+    Samplers call this once before their loop, so each step only reads Python floats.
+
+    Args:
+        processes: field -> Gaussian-family Corruption (with a ``schedule``).
+        times: the grid, ``N + 1`` times.
+
+    Returns:
+        field -> list of ``N + 1`` pairs ``(alpha(t_i), sigma(t_i))``.
+    """
+    t = torch.as_tensor(times, dtype=torch.float64)
+    out = {}
+    for name, proc in processes.items():
+        v = proc.schedule(t)
+        out[name] = list(zip(v.alpha.tolist(), v.sigma.tolist()))
+    return out
+
+
+def combine(*terms: tuple[float, torch.Tensor]) -> torch.Tensor:
+    """The linear combination ``sum_k c_k v_k`` of tensors with Python-float coefficients ``c_k``.
+
+    Samplers fold their update into such a combination (coefficients computed in float64
+    once per step), which costs one multiply and one fused multiply-add per further term.
+    """
+    (c0, v0), *rest = terms
+    out = v0.mul(c0)
+    for c, v in rest:
+        out.add_(v, alpha=c)
     return out
 
 

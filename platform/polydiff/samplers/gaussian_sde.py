@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from polydiff.samplers.common import (SampleOutput, alpha_sigma, call_model, check_grid, denoised, eps_of,
+from polydiff.samplers.common import (SampleOutput, call_model, check_grid, denoised, eps_of, grid_values,
                                       require_families)
 from polydiff.spaces import State
 
@@ -26,25 +26,23 @@ GAUSSIAN = frozenset({"gaussian"})
 def _start(name: str, processes: Mapping[str, Any], grid: torch.Tensor) -> list[float]:
     check_grid(grid, name)
     require_families(processes, GAUSSIAN, name)
-    return [float(t) for t in grid]
+    return grid.tolist()
 
 
 def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def _drift_diffusion(process: Any, t: float) -> tuple[float, float, float]:
-    """(f(t), g(t)^2, sigma(t)) of the forward SDE of ``process`` at time t."""
-    v = process.schedule(torch.tensor(t, dtype=torch.float64))
-    f = float(v.d_alpha / v.alpha)
-    g2 = float(-(v.sigma**2) * v.d_log_snr)
-    return f, g2, float(v.sigma)
+def _drift_diffusion(process: Any, times: list[float]) -> list[tuple[float, float, float, float]]:
+    """``(f, g^2, alpha, sigma)`` of the forward SDE of ``process`` at each of ``times`` (float64)."""
+    v = process.schedule(torch.tensor(times, dtype=torch.float64))
+    f, g2 = v.d_alpha / v.alpha, -(v.sigma**2) * v.d_log_snr
+    return list(zip(f.tolist(), g2.tolist(), v.alpha.tolist(), v.sigma.tolist()))
 
 
-def _em_step(x: torch.Tensor, pred: Any, process: Any, t: float, dt: float,
+def _em_step(x: torch.Tensor, pred: Any, coefficients: tuple[float, float, float, float], dt: float,
              generator: torch.Generator | None) -> torch.Tensor:
-    f, g2, s_t = _drift_diffusion(process, t)
-    a_t = float(process.schedule(torch.tensor(t, dtype=torch.float64)).alpha)
+    f, g2, a_t, s_t = coefficients
     score = -eps_of(pred, x, a_t, s_t) / s_t
     # x_s = x_t - [f x - g^2 score] dt + g sqrt(dt) z
     return x - (f * x - g2 * score) * dt + math.sqrt(g2 * dt) * _randn_like(x, generator)
@@ -58,6 +56,7 @@ def sample_euler_maruyama(model: Callable[..., Any], processes: Mapping[str, Any
     A first-order weak scheme: it needs many steps (a log-SNR grid keeps g^2 dt balanced).
     """
     times = _start("euler_maruyama", processes, grid)
+    sde = {f: _drift_diffusion(p, times[:-1]) for f, p in processes.items()}
     x = dict(x)
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
@@ -65,7 +64,7 @@ def sample_euler_maruyama(model: Callable[..., Any], processes: Mapping[str, Any
         if s == 0:
             x = denoised(pred)
         else:
-            x = {f: _em_step(x[f], pred[f], p, t, t - s, generator) for f, p in processes.items()}
+            x = {f: _em_step(x[f], pred[f], sde[f][i], t - s, generator) for f in processes}
         if callback is not None:
             callback(i, t, x, pred)
     return SampleOutput(state=x, nfe=len(times) - 1, info={"grid": grid})
@@ -94,9 +93,9 @@ def _langevin(x: torch.Tensor, pred: Any, ts: tuple[float, float], snr: float, s
     return x + step * score + (2 * step).sqrt() * z
 
 
-def _corrector(model: Callable[..., Any], processes: Mapping[str, Any], x: State, t: float, s: float,
-               snr: float, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
-    at, as_ = alpha_sigma(processes, t), alpha_sigma(processes, s)
+def _corrector(model: Callable[..., Any], processes: Mapping[str, Any], x: State, t: float,
+               at: Mapping[str, tuple[float, float]], as_: Mapping[str, tuple[float, float]], snr: float,
+               generator: torch.Generator | None) -> dict[str, torch.Tensor]:
     pred = call_model(model, x, t)
     # Song et al. scale the step by alpha_i = 1 - beta_i for VP; a_ts^2 is its continuous form
     return {f: _langevin(x[f], pred[f], at[f], snr, (at[f][0] / as_[f][0]) ** 2, generator) for f in processes}
@@ -112,16 +111,17 @@ def sample_pc(model: Callable[..., Any], processes: Mapping[str, Any], x: State,
     NFE = N (1 + corrector_steps).
     """
     times = _start("pc", processes, grid)
+    vals = grid_values(processes, times)
     x, nfe = dict(x), 0
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
+        at, as_ = {f: v[i] for f, v in vals.items()}, {f: v[i + 1] for f, v in vals.items()}
         for _ in range(corrector_steps):
-            x, nfe = _corrector(model, processes, x, t, s, snr, generator), nfe + 1
+            x, nfe = _corrector(model, processes, x, t, at, as_, snr, generator), nfe + 1
         pred, nfe = call_model(model, x, t), nfe + 1
         if s == 0:
             x = denoised(pred)
         else:
-            at, as_ = alpha_sigma(processes, t), alpha_sigma(processes, s)
             x = {f: _reverse_diffusion(x[f], pred[f], at[f], as_[f], generator) for f in processes}
         if callback is not None:
             callback(i, t, x, pred)

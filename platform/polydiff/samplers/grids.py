@@ -9,6 +9,10 @@ Implemented (k-diffusion ``get_sigmas_*`` in continuous time):
     uniform  uniform in t.
     karras   uniform in sigma_e^(1/rho), sigma_e = sigma/alpha (Karras et al. 2022, eq. 5).
     logsnr   uniform in lambda = log(alpha^2 / sigma^2) (Lu et al. 2022, DPM-Solver).
+    trailing uniform in t from t_max down to 0, so the last positive time is t_max / steps
+             (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are
+             Flawed", Table 2: "trailing" spacing; diffusers' DDIM ``timestep_spacing=
+             "trailing"`` and DPM-Solver's "linspace"). It ignores the schedule's t_min.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import torch
 
 from polydiff.samplers.common import first_gaussian
 
-GRIDS = ("uniform", "karras", "logsnr")
+GRIDS = ("uniform", "karras", "logsnr", "trailing")
 
 
 def _with_zero(t: torch.Tensor) -> torch.Tensor:
@@ -28,6 +32,12 @@ def _with_zero(t: torch.Tensor) -> torch.Tensor:
 
 def _uniform(schedule: Any, steps: int, t_max: float, t_min: float, rho: float) -> torch.Tensor:
     return torch.linspace(t_max, t_min, steps, dtype=torch.float64)
+
+
+def _trailing(schedule: Any, steps: int, t_max: float, t_min: float, rho: float) -> torch.Tensor:
+    """``t_max (1 - i / steps)`` for i < steps; at T = 1000 training steps and t = (k + 1) / T
+    these are Lin et al.'s trailing timesteps k = round(T - i T / steps) - 1."""
+    return torch.linspace(t_max, 0.0, steps + 1, dtype=torch.float64)[:-1]
 
 
 def _logsnr_ends(schedule: Any, t_max: float, t_min: float) -> tuple[float, float]:
@@ -58,7 +68,7 @@ def _pinned(t: torch.Tensor, t_max: float, t_min: float) -> torch.Tensor:
     return t
 
 
-_BUILDERS = {"uniform": _uniform, "karras": _karras, "logsnr": _logsnr}
+_BUILDERS = {"uniform": _uniform, "karras": _karras, "logsnr": _logsnr, "trailing": _trailing}
 
 
 def make_grid(name: str, processes: Mapping[str, Any], steps: int, *, rho: float = 7.0,
@@ -71,18 +81,23 @@ def make_grid(name: str, processes: Mapping[str, Any], steps: int, *, rho: float
         steps: number of intervals (network evaluations of a one-call-per-step sampler).
         rho: the Karras exponent (7 in EDM).
         t_max: first time (default: the schedule's ``t_max``).
-        t_min: last positive time before 0 (default: the schedule's ``t_min``).
+        t_min: last positive time before 0 (default: the schedule's ``t_min``); not accepted
+            by ``"trailing"``, whose last positive time is ``t_max / steps``.
 
     Returns:
         float64 tensor of shape ``(steps + 1,)``, strictly decreasing, last entry 0.
 
     Raises:
-        ValueError: unknown ``name``, ``steps < 1``, or ``t_min >= t_max``.
+        ValueError: unknown ``name``, ``steps < 1``, ``t_min >= t_max``, or ``t_min`` given
+            to ``"trailing"``.
     """
     if name not in _BUILDERS:
         raise ValueError(f"unknown grid {name!r}; grids: {list(GRIDS)}")
     if steps < 1:
         raise ValueError(f"grid {name!r}: steps must be >= 1, got {steps}")
+    if name == "trailing" and t_min is not None:
+        raise ValueError(f"grid 'trailing' ends at t_max / steps and takes no t_min (got t_min={t_min}); "
+                         "use grid 'uniform' to choose the last positive time")
     proc = first_gaussian(processes)
     if proc is None:
         start = max(p.t_start for p in processes.values()) if t_max is None else t_max
