@@ -5,11 +5,10 @@ config and seed), the same loss (``experiment.loss``), AdamW, gradient clipping,
 warm-up + cosine learning rate, an EMA update every step, and a ``DataLoader`` over the
 same dataset with the same batch size. The trainer also writes its metrics line every
 ``log_every`` steps and calls its hooks; checkpoints and evaluation happen only after the
-timed window (``checkpoint_every = 0`` and ``eval_every = 0`` mean "at the end"). The
-window runs from the end of step ``warmup`` to the end of the last step; each loop runs
-``repeats`` times, alternating; the median and the best run of each are reported. Other
-processes on the machine only ever slow a run down, so on a shared machine the ratio of the
-best runs is the steadier estimate of the trainer's own overhead.
+timed window (``checkpoint_every = 0`` and ``eval_every = 0`` mean "at the end"). Each
+step after ``warmup`` is timed on its own and a run's rate is one over its median step time
+(robust to bursts of other load); each loop runs ``repeats`` times, alternating, and the
+median and the best run of each are reported.
 
     python bench/trainer.py [--steps 200 --repeats 3 --width 512 --depth 4 --batch 512]
 
@@ -80,25 +79,26 @@ class BenchPlugin:
 
 
 class StepClock:
-    """Records the time at the end of the warm-up step and of the last step."""
+    """Records the end time of every step after ``warmup``; the rate is 1 / median step time.
+
+    The median of the per-step times ignores the bursts in which another process takes the
+    CPU, which on a shared 2-core machine otherwise move a whole-window rate by +-15 %.
+    """
 
     def __init__(self, warmup: int, last: int, device: torch.device) -> None:
         self.warmup, self.last, self.device = warmup, last, device
-        self.start = self.end = 0.0
+        self.times: list[float] = []
 
     def mark(self, step: int) -> None:
-        if step in (self.warmup, self.last):
+        if self.warmup <= step <= self.last:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-            now = time.perf_counter()
-            if step == self.warmup:
-                self.start = now
-            else:
-                self.end = now
+            self.times.append(time.perf_counter())
 
     @property
     def steps_per_s(self) -> float:
-        return (self.last - self.warmup) / (self.end - self.start)
+        durations = [b - a for a, b in zip(self.times, self.times[1:])]
+        return 1.0 / statistics.median(durations)
 
     @polydiff.hookimpl
     def polydiff_train_step_end(self, trainer, step, metrics):
@@ -201,7 +201,7 @@ def write_results(args: argparse.Namespace, results: dict[str, list[float]]) -> 
     device = "cuda: " + torch.cuda.get_device_name() if args.device != "cpu" and torch.cuda.is_available() else \
         f"cpu ({torch.get_num_threads()} threads)"
     setup = (f"MLP width {args.width} depth {args.depth}, batch {args.batch}, {args.steps} steps "
-             f"(timed after step {args.warmup}), {args.repeats} runs each, alternating; {device}; torch {torch.__version__}, "
+             f"(rate = 1 / median step time after step {args.warmup}), {args.repeats} runs each, alternating; {device}; torch {torch.__version__}, "
              f"python {platform.python_version()}")
     rows = [("polydiff Trainer", trainer, results["trainer"]), ("bare PyTorch loop", bare, results["bare"])]
     best = max(results["trainer"]) / max(results["bare"])

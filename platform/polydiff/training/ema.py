@@ -38,17 +38,28 @@ class EMA:
         self.updates = 0
         self.model = copy.deepcopy(network).eval()
         self.model.requires_grad_(False)
+        self._source: nn.Module | None = None
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]] = ([], [], [])
+
+    def _tensors(self, network: nn.Module):
+        """The (EMA, network) parameter lists and buffer pairs; collected once per network,
+        since walking the module tree costs more than the update itself on small models."""
+        if network is not self._source:
+            ema_params = list(self.model.parameters())
+            params = [p.detach() for p in network.parameters()]
+            if len(ema_params) != len(params):
+                raise ValueError(f"EMA holds {len(ema_params)} parameters but the network has {len(params)}")
+            self._pairs = (ema_params, params, list(zip(self.model.buffers(), network.buffers())))
+            self._source = network
+        return self._pairs
 
     @torch.no_grad()
     def update(self, network: nn.Module) -> float:
         """Move the average towards ``network``'s parameters; return the decay used."""
         self.updates += 1
         decay = ema_decay_at(self.decay, self.updates)
-        ema_params = [p for p in self.model.parameters()]
-        params = [p.detach() for p in network.parameters()]
-        if len(ema_params) != len(params):
-            raise ValueError(f"EMA holds {len(ema_params)} parameters but the network has {len(params)}")
+        ema_params, params, buffers = self._tensors(network)
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-        for ema_buf, buf in zip(self.model.buffers(), network.buffers()):
+        for ema_buf, buf in buffers:
             ema_buf.copy_(buf)
         return decay

@@ -206,6 +206,7 @@ class Trainer:
         self.ema = EMA(self.model, self.cfg["ema_decay"])
         self.ema_model = self.ema.model
         self.optimizer = self._make_optimizer()
+        self._params = list(self.model.parameters())
         self.generator = torch.Generator().manual_seed(self.seed + 1000 * self.dist.rank)
         self.step = 0
         self._stop_reason: str | None = None
@@ -349,7 +350,7 @@ class Trainer:
         return total, fields
 
     def _grad_norm(self) -> torch.Tensor:
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        params = [p for p in self._params if p.grad is not None]
         if self.cfg["grad_clip"] > 0:
             return torch.nn.utils.clip_grad_norm_(params, self.cfg["grad_clip"])
         return torch.nn.utils.get_total_norm([p.grad for p in params])
