@@ -24,6 +24,18 @@ class TestBuiltinMetrics(PluginConformance):
     plugin = "builtin.metrics"
 
 
+class TestBuiltinDiscrete(PluginConformance):
+    plugin = "builtin.discrete"
+
+
+class TestBuiltinReflected(PluginConformance):
+    plugin = "builtin.reflected"
+
+
+class TestBuiltinBridge(PluginConformance):
+    plugin = "builtin.bridge"
+
+
 class TestBuiltinToy(PluginConformance):
     plugin = "builtin.toy"
 

@@ -1,6 +1,8 @@
 """The core's own plugins, registered through the same hooks as third-party ones.
 
 Nothing imports these modules directly except ``polydiff.plugins`` (by module name).
+``discrete``, ``reflected`` and ``bridge`` register one corruption family each together
+with the samplers of that family.
 """
 
 BUILTIN_PLUGINS = (
@@ -9,5 +11,8 @@ BUILTIN_PLUGINS = (
     "polydiff.builtin.denoisers",
     "polydiff.builtin.samplers",
     "polydiff.builtin.metrics",
+    "polydiff.builtin.discrete",
+    "polydiff.builtin.reflected",
+    "polydiff.builtin.bridge",
     "polydiff.builtin.toy",
 )

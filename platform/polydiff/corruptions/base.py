@@ -49,11 +49,14 @@ class Prediction:
         x0: E[x0 | x_t] for continuous fields; for discrete fields the
             probabilities p(x0 | x_t), shape ``(B, *field_shape, V)``.
         eps: the implied noise estimate (Gaussian family) or None.
+        score: the estimate of grad_x log p_t(x_t), shape ``(B, *field_shape)``, for
+            processes whose samplers integrate the score (reflected), else None.
     """
 
     raw: torch.Tensor
     x0: torch.Tensor
     eps: torch.Tensor | None = None
+    score: torch.Tensor | None = None
 
 
 class Corruption(ABC):
@@ -62,6 +65,12 @@ class Corruption(ABC):
     Subclasses set ``family`` (one of ``polydiff.specs.FAMILIES``) and ``space_kinds``.
     Processes are stateless between calls: every method is a pure function of its inputs
     and the fixed configuration given to ``__init__``.
+
+    Bridges (family ``"bridge"``) are pinned at a paired sample x1: their ``corrupt`` and
+    ``prior`` take a keyword ``source`` (the x1 batch, shape ``(B, *field_shape)``), which
+    the experiment fills from the modality's ``pairs``; no other family receives it.
+
+    Processes with a likelihood bound override ``nelbo`` (see there).
     """
 
     family: ClassVar[str] = ""
@@ -104,6 +113,20 @@ class Corruption(ABC):
     def reverse_step(self, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor, prediction: Prediction, *,
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """One ancestral step: draw x_s ~ q(x_s | x_t, x0 = prediction), with s < t of shape ``(B,)``."""
+
+    def nelbo(self, raw: torch.Tensor, x0: torch.Tensor, corrupted: Corrupted) -> torch.Tensor:
+        """Per-sample integrand of the negative ELBO in nats per dimension, shape ``(B,)``.
+
+        Contract: for ``corrupted = corrupt(x0, t)`` with t ~ U(0, 1), ``E_t[nelbo] +
+        nelbo_prior(x0)`` is the continuous-time NELBO of x0 divided by the number of
+        dimensions (tokens) of the field. Processes without a bound raise
+        NotImplementedError (the default).
+        """
+        raise NotImplementedError(f"corruption {self.name!r} (family {self.family!r}) has no likelihood bound")
+
+    def nelbo_prior(self, x0: torch.Tensor) -> torch.Tensor:
+        """KL(q(x_1 | x0) || prior) in nats per dimension, shape ``(B,)``; zero by default."""
+        return torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
 
     @property
     def t_start(self) -> float:

@@ -21,7 +21,7 @@ ANCESTRAL_FAMILIES = FAMILIES
 
 def sample_ancestral(model: Callable[..., Any], processes: Mapping[str, Any], x: State, grid: torch.Tensor, *,
                      generator: torch.Generator | None = None, callback: Callable[..., None] | None = None,
-                     ) -> SampleOutput:
+                     source: State | None = None) -> SampleOutput:
     """Ancestral sampling: ``x_s ~ q(x_s | x_t, x0_hat(x_t, t))`` for each grid interval.
 
     Args:
@@ -31,6 +31,8 @@ def sample_ancestral(model: Callable[..., Any], processes: Mapping[str, Any], x:
         grid: descending times, shape ``(N + 1,)``, ending at 0.
         generator: source of the reverse-step noise.
         callback: ``callback(i, t, x, predictions)`` after step ``i``.
+        source: field -> the paired sample x1 that pins a bridge field, ``(B, *field_shape)``;
+            passed to the ``reverse_step`` of bridge processes only.
 
     Returns:
         ``SampleOutput`` with ``nfe == N`` (one call per interval).
@@ -46,8 +48,18 @@ def sample_ancestral(model: Callable[..., Any], processes: Mapping[str, Any], x:
         pred = call_model(model, x, t)
         s_vec = time_vector(s, x)
         t_vec = time_vector(t, x)
-        x = {f: proc.reverse_step(x[f], t_vec, s_vec, pred[f], generator=generator)
-             for f, proc in processes.items()}
+        x = {f: _step(proc, x[f], t_vec, s_vec, pred[f], generator, source, f) for f, proc in processes.items()}
         if callback is not None:
             callback(i, t, x, pred)
     return SampleOutput(state=x, nfe=len(grid) - 1, info={"grid": grid})
+
+
+def _step(proc: Any, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor, pred: Any,
+          generator: torch.Generator | None, source: State | None, field: str) -> torch.Tensor:
+    """One field's reverse step; bridges also get their pinned source sample."""
+    if proc.family != "bridge":
+        return proc.reverse_step(x_t, t, s, pred, generator=generator)
+    if source is None or field not in source:
+        raise ValueError(f"sampler 'ancestral': bridge field {field!r} needs its paired source sample; "
+                         f"pass source={{{field!r}: x1}} (the experiment fills it from the modality's pairs)")
+    return proc.reverse_step(x_t, t, s, pred, generator=generator, source=source[field])

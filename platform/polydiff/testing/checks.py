@@ -120,6 +120,13 @@ def build_corruption(spec: polydiff.CorruptionSpec, space: polydiff.Space, ctx: 
     return spec.factory(space, **options)
 
 
+def pinned(process: polydiff.Corruption, x0: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """``{"source": x1}`` for a bridge process (an independent draw of the field's space), else ``{}``."""
+    if process.family != "bridge":
+        return {}
+    return {"source": example_data(process.space, x0.shape[0], generator, dtype=x0.dtype)}
+
+
 def build_modality(name: str, ctx: CheckContext, **options: Any) -> Any:
     """The modality ``name`` built with its default options (``dataset="gmm8"`` for ``toy``)."""
     if name == "toy":
@@ -339,7 +346,7 @@ def check_corrupt_shapes(component: Component, ctx: CheckContext) -> None:
         assert tuple(t.shape) == (n,), f"corruption {component.name!r}: sample_t({n}) has shape {tuple(t.shape)}"
         assert float(t.min()) >= 0.0 and float(t.max()) <= 1.0, f"corruption {component.name!r}: times outside [0, 1]"
         x0 = example_data(space, n, g)
-        out = process.corrupt(x0, _times(n, process.t_start, g), generator=g)
+        out = process.corrupt(x0, _times(n, process.t_start, g), generator=g, **pinned(process, x0, g))
         _check_in_space(out.x_t, space, f"corruption {component.name!r} on {kind} x_t")
 
 
@@ -356,18 +363,17 @@ def _moments_close(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
 def check_prior_matches_t1(component: Component, ctx: CheckContext) -> None:
     """The prior is the forward marginal at the start of sampling: ``prior(n)`` has the
     field's shape and matches ``corrupt(x0, t_start)`` in mean and standard deviation
-    (continuous) or token frequencies within 0.05 total variation (discrete). Bridges,
-    whose prior depends on the source sample, get the shape check only."""
+    (continuous) or token frequencies within 0.05 total variation (discrete). Bridges get
+    the same source samples x1 for both, since their prior is pinned at x1."""
     n, g = ctx.budget.n_moments, ctx.generator(1)
     for kind in sorted(component.spec.spaces):
         space = example_space(kind)
         process = build_corruption(component.spec, space, ctx)
-        prior = process.prior(n, generator=g)
+        source = pinned(process, example_data(space, n, g), g)
+        prior = process.prior(n, generator=g, **source)
         _check_in_space(prior, space, f"corruption {component.name!r} prior on {kind}")
-        if component.spec.family == "bridge":
-            continue
         t = torch.full((n,), float(process.t_start))
-        marginal = process.corrupt(example_data(space, n, g), t, generator=g).x_t
+        marginal = process.corrupt(example_data(space, n, g), t, generator=g, **source).x_t
         what = f"corruption {component.name!r} on {kind}: prior vs corrupt(x0, t_start={process.t_start:.4g})"
         if kind != "discrete":
             _moments_close(prior, marginal, what)
@@ -391,7 +397,7 @@ def check_parameterisation_roundtrip(component: Component, ctx: CheckContext) ->
         process = build_corruption(component.spec, space, ctx)
         x0 = example_data(space, n, g, dtype=torch.float64)
         t = _times(n, process.t_start, g).double()
-        corrupted = process.corrupt(x0, t, generator=g)
+        corrupted = process.corrupt(x0, t, generator=g, **pinned(process, x0, g))
         pred = process.predict(process.target(x0, corrupted), corrupted.x_t, t)
         err = float((pred.x0 - x0).abs().max())
         assert err < 1e-6, f"corruption {component.name!r} on {kind}: target -> x0 round trip error {err:.3g}"
@@ -417,9 +423,10 @@ def check_reverse_step_defined(component: Component, ctx: CheckContext) -> None:
         process = build_corruption(component.spec, space, ctx)
         x0 = example_data(space, n, g)
         t = _times(n, process.t_start, g)
-        x_t = process.corrupt(x0, t, generator=g).x_t
+        source = pinned(process, x0, g)
+        x_t = process.corrupt(x0, t, generator=g, **source).x_t
         for s in (0.5 * t, torch.zeros_like(t)):
-            x_s = process.reverse_step(x_t, t, s, _exact_prediction(x0, space), generator=g)
+            x_s = process.reverse_step(x_t, t, s, _exact_prediction(x0, space), generator=g, **source)
             _check_in_space(x_s, space, f"corruption {component.name!r} reverse_step on {kind}")
 
 

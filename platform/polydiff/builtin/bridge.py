@@ -1,0 +1,1 @@
+"""Built-in bridge corruption family and its samplers (registered through the hooks)."""

@@ -1,0 +1,1 @@
+"""Built-in discrete corruption family and its samplers (registered through the hooks)."""
