@@ -40,6 +40,10 @@ class TestBuiltinToy(PluginConformance):
     plugin = "builtin.toy"
 
 
+class TestBuiltinToyMixed(PluginConformance):
+    plugin = "builtin.toy_mixed"
+
+
 def test_every_builtin_plugin_has_a_conformance_class():
     import polydiff
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from polydiff.corruptions.base import Corruption, Prediction
+from polydiff.corruptions.composite import CompositeCorruption
 from polydiff.denoisers.preconditioning import EDMPreconditioning
 from polydiff.errors import ConfigError, IncompatibleSpaceError
 from polydiff.plugins import PluginManager, make_plugin_manager
@@ -102,6 +103,31 @@ class Experiment:
         """Conditioning fields -> spaces."""
         return getattr(self.modality, "cond_spaces", {}) or {}
 
+    @property
+    def pairs(self) -> dict[str, str]:
+        """Diffused field -> the conditioning field holding its paired source x1 (bridges)."""
+        return dict(getattr(self.modality, "pairs", {}) or {})
+
+    @property
+    def composite(self) -> CompositeCorruption:
+        """The product of the per-field processes at one shared time."""
+        return CompositeCorruption(self.processes)
+
+    def sources(self, cond: State | None) -> dict[str, torch.Tensor] | None:
+        """Bridge field -> its source batch x1, read from the (undropped) conditioning ``cond``.
+
+        Raises:
+            IncompatibleSpaceError: a bridge field's paired conditioning field is absent.
+        """
+        bridged = [f for f, p in self.processes.items() if p.family == "bridge"]
+        if not bridged:
+            return None
+        missing = [self.pairs[f] for f in bridged if cond is None or self.pairs[f] not in cond]
+        if missing:
+            raise IncompatibleSpaceError(f"bridge fields {bridged} need their source fields {missing} "
+                                         f"(modality {self.modality.name!r} pairs {self.pairs}); pass them in cond")
+        return {f: cond[self.pairs[f]] for f in bridged}
+
     def split_batch(self, batch: State) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
         """Separate a data batch into (diffused fields, conditioning fields or None)."""
         x0 = {f: batch[f] for f in self.spaces}
@@ -114,7 +140,11 @@ class Experiment:
         if cond is None or p <= 0:
             return cond
         out = {}
+        sources = set(self.pairs.values())
         for name, value in cond.items():
+            if name in sources:  # a bridge's pinned sample is part of the process, never dropped
+                out[name] = value
+                continue
             keep = torch.rand(value.shape[0], generator=generator, device="cpu").to(value.device) >= p
             keep = keep.view(-1, *([1] * (value.ndim - 1)))
             space = self.cond_spaces[name]
@@ -131,15 +161,15 @@ class Experiment:
             the trainer synchronises with the device once per step rather than once per field.
         """
         x0, cond = self.split_batch(batch)
+        sources = self.sources(cond)
         cond = self.drop_cond(cond, self.config["training"]["cond_dropout"], generator)
-        first = next(iter(self.processes.values()))
+        product = self.composite
         n = next(iter(x0.values())).shape[0]
         device = next(iter(x0.values())).device
-        t = first.sample_t(n, generator=generator, device="cpu").to(device)
-        corrupted = {f: p.corrupt(x0[f], t, generator=None if device.type != "cpu" else generator)
-                     for f, p in self.processes.items()}
+        t = product.sample_t(n, generator=generator, device="cpu").to(device)
+        corrupted = product.corrupt(x0, t, generator=None if device.type != "cpu" else generator, sources=sources)
         raw = model({f: c.x_t for f, c in corrupted.items()}, t, cond)
-        per_field = {f: p.loss(raw[f], x0[f], corrupted[f]).mean() for f, p in self.processes.items()}
+        per_field = {f: v.mean() for f, v in product.loss(raw, x0, corrupted).items()}
         total = sum(per_field.values())
         return total, {f"loss/{f}": v.detach() for f, v in per_field.items()}
 
@@ -166,8 +196,13 @@ class Experiment:
         steps = steps or s_cfg["steps"]
         scale = s_cfg["guidance_scale"] if guidance_scale is None else guidance_scale
         opts = {**s_cfg.get("options", {}), **options}
+        sources = self.sources(cond)
+        if sources is not None:
+            opts["source"] = sources
         check_sampler_options(spec, opts)
-        x = {f: p.prior(n, generator=generator, device="cpu").to(device) for f, p in self.processes.items()}
+        x = {f: v.to(device) for f, v in self.composite.prior(
+            n, generator=generator, device="cpu",
+            sources=None if sources is None else {f: v.cpu() for f, v in sources.items()}).items()}
         try:
             grid_t = make_grid(grid or s_cfg["grid"] or spec.default_grid, self.processes, steps).to(device)
         except ValueError as exc:
@@ -236,12 +271,42 @@ def build_denoiser(cfg: Mapping[str, Any], modality, processes: Mapping[str, Cor
     return net
 
 
+def check_pairs(modality: Any, processes: Mapping[str, Corruption]) -> None:
+    """Every bridge field must be paired with a conditioning field of the same shape.
+
+    A modality declares ``pairs = {diffused field: conditioning field}``; the conditioning
+    field holds the source sample x1 that pins the bridge.
+
+    Raises:
+        IncompatibleSpaceError: naming the field, the process and what the modality declares.
+    """
+    pairs = dict(getattr(modality, "pairs", {}) or {})
+    cond_spaces = getattr(modality, "cond_spaces", {}) or {}
+    for field, process in processes.items():
+        if process.family != "bridge":
+            continue
+        source = pairs.get(field)
+        if source is None:
+            raise IncompatibleSpaceError(
+                f"corruption {process.name!r} (family 'bridge') on field {field!r} needs a paired source field, "
+                f"but modality {modality.name!r} declares pairs {pairs}; use a paired modality (e.g. 'toy-paired') "
+                f"or another corruption")
+        if source not in cond_spaces:
+            raise IncompatibleSpaceError(f"modality {modality.name!r}: pairs[{field!r}] = {source!r} is not one of "
+                                         f"its conditioning fields {sorted(cond_spaces)}")
+        if tuple(cond_spaces[source].shape) != tuple(modality.spaces[field].shape):
+            raise IncompatibleSpaceError(
+                f"modality {modality.name!r}: source field {source!r} {cond_spaces[source]} must have the shape of "
+                f"field {field!r} {modality.spaces[field]}")
+
+
 def build_experiment(config: Mapping[str, Any], manager: PluginManager | None = None) -> Experiment:
     """Resolve a validated config into an ``Experiment`` (weights freshly initialised, seeded)."""
     manager = manager or make_plugin_manager()
     torch.manual_seed(config["experiment"]["seed"])
     modality = build_modality(config["modality"], manager)
     processes = build_processes(config["corruption"], modality.spaces, manager)
+    check_pairs(modality, processes)
     denoiser = build_denoiser(config["denoiser"], modality, processes, manager)
     return Experiment(config=dict(config), manager=manager, modality=modality, processes=processes,
                       denoiser=denoiser)

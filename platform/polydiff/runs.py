@@ -37,6 +37,7 @@ class SampleResult:
         seconds: wall time of sampling alone.
         rows: tidy metric rows (``{"metric", "value", ...}``); empty when not evaluated.
         artefacts: files written by the modality.
+        cond: the conditioning fields the samples were drawn with (CPU), or None.
     """
 
     state: dict[str, torch.Tensor]
@@ -44,6 +45,11 @@ class SampleResult:
     seconds: float
     rows: list[dict[str, Any]] = field(default_factory=list)
     artefacts: list[Path] = field(default_factory=list)
+    cond: dict[str, torch.Tensor] | None = None
+
+    def with_cond(self) -> dict[str, torch.Tensor]:
+        """The samples together with their conditioning fields, for artefact writers."""
+        return {**(self.cond or {}), **self.state}
 
 
 def timestamp() -> str:
@@ -179,7 +185,7 @@ def draw_samples(experiment: Any, model: torch.nn.Module, n: int, *, sampler: st
     start = time.perf_counter()
     state, nfe = draw(experiment, model, n, generator=generator, device=device, sampler=sampler, steps=steps,
                       cond=cond)
-    return SampleResult(state, int(nfe), time.perf_counter() - start)
+    return SampleResult(state, int(nfe), time.perf_counter() - start, cond=cond)
 
 
 def sample_and_score(experiment: Any, model: torch.nn.Module, out_dir: Path, *, n: int, sampler: str | None = None,
@@ -194,7 +200,7 @@ def sample_and_score(experiment: Any, model: torch.nn.Module, out_dir: Path, *, 
 
     result = draw_samples(experiment, model, n, sampler=sampler, steps=steps, seed=seed, device=device)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result.artefacts = [Path(p) for p in experiment.modality.write_artefacts(result.state, out_dir) or []]
+    result.artefacts = [Path(p) for p in experiment.modality.write_artefacts(result.with_cond(), out_dir) or []]
     if reference is None:
         reference = reference_batch(experiment, experiment.config["evaluation"]["n_samples"])
     diffused = {f: reference[f] for f in experiment.spaces}
@@ -230,7 +236,7 @@ def sample_run(run_dir: str | Path, *, n: int, sampler: str | None = None, steps
     result = draw_samples(experiment, run.model, n, sampler=sampler, steps=steps, seed=seed, device=device)
     folder = Path(out) if out else fresh_dir(Path(run_dir) / "samples" / f"cli-{timestamp()}")
     folder.mkdir(parents=True, exist_ok=True)
-    experiment.modality.write_artefacts(result.state, folder)
+    experiment.modality.write_artefacts(result.with_cond(), folder)
     save_state(result.state, folder / "samples.safetensors")
     info = {"run_dir": str(run_dir), "checkpoint_step": run.step, "n": n, "seed": seed,
             "sampler": sampler or s_cfg["sampler"], "steps": steps or s_cfg["steps"], "grid": s_cfg["grid"],
@@ -244,25 +250,53 @@ def sample_run(run_dir: str | Path, *, n: int, sampler: str | None = None, steps
 
 def likelihood_rows(experiment: Any, model: torch.nn.Module, *, seed: int = 0, device: torch.device | str = "cpu",
                     items: int = LIKELIHOOD_ITEMS) -> list[dict[str, Any]]:
-    """ELBO and PF-ODE bits/dim on validation data; empty unless every process is Gaussian."""
-    if any(p.family != "gaussian" for p in experiment.processes.values()):
-        return []
-    from polydiff.evaluation.likelihood import elbo_bits_per_dim, pf_ode_bits_per_dim
+    """Likelihood bounds on validation data, where the processes have one.
+
+    All-Gaussian experiments get the ELBO and PF-ODE bits/dim
+    (``polydiff.evaluation.likelihood``); experiments whose every process has a ``nelbo``
+    (masked, uniform) get the NELBO in bits per token per field
+    (``polydiff.evaluation.nelbo``), plus ``"total"`` when there are several fields.
+    Anything else gets no rows.
+    """
+    from polydiff.evaluation.nelbo import has_nelbo
     from polydiff.training.periodic import reference_batch
 
+    processes = experiment.processes
+    gaussian = all(p.family == "gaussian" for p in processes.values())
+    if not gaussian and not all(has_nelbo(p) for p in processes.values()):
+        return []
     batch = reference_batch(experiment, items, "validation")
     x0, cond = experiment.split_batch({f: v.to(device) for f, v in batch.items()})
     predict = experiment.predict_fn(model.to(device).eval(), cond)
+    generator = torch.Generator().manual_seed(seed)
+    if gaussian:
+        return _gaussian_likelihood_rows(predict, processes, x0, generator)
+    from polydiff.evaluation.nelbo import nelbo_bits
+
+    bits = nelbo_bits(predict, processes, x0, generator=generator)
+    keys = list(processes) + (["total"] if len(processes) > 1 else [])
+    return [{"metric": "nelbo_bits_per_token", "field": k, "value": float(bits[k].mean()), "std": _std(bits[k])}
+            for k in keys]
+
+
+def _std(values: torch.Tensor) -> float:
+    return float(values.std()) if values.numel() > 1 else 0.0
+
+
+def _gaussian_likelihood_rows(predict: Any, processes: Mapping[str, Any], x0: Mapping[str, torch.Tensor],
+                              generator: torch.Generator) -> list[dict[str, Any]]:
+    from polydiff.evaluation.likelihood import elbo_bits_per_dim, pf_ode_bits_per_dim
+
     rows = []
     for name, fn in (("elbo_bits_per_dim", elbo_bits_per_dim), ("pf_ode_bits_per_dim", pf_ode_bits_per_dim)):
-        bpd = fn(predict, experiment.processes, x0, generator=torch.Generator().manual_seed(seed))
-        rows.append({"metric": name, "value": float(bpd.mean()), "std": float(bpd.std()) if bpd.numel() > 1 else 0.0})
+        bpd = fn(predict, processes, x0, generator=generator)
+        rows.append({"metric": name, "value": float(bpd.mean()), "std": _std(bpd)})
     return rows
 
 
 def evaluate_run(run_dir: str | Path, *, n: int | None = None, sampler: str | None = None, steps: int | None = None,
                  seed: int = 0, manager: PluginManager | None = None) -> list[dict[str, Any]]:
-    """Sample and evaluate a run; add bits/dim for all-Gaussian experiments.
+    """Sample and evaluate a run; add likelihood bounds where the processes have them.
 
     Writes ``run_dir/evaluation/<timestamp>/`` with ``metrics.csv``, ``metrics.md`` and the
     modality's artefacts, and prints the table.

@@ -15,4 +15,5 @@ BUILTIN_PLUGINS = (
     "polydiff.builtin.reflected",
     "polydiff.builtin.bridge",
     "polydiff.builtin.toy",
+    "polydiff.builtin.toy_mixed",
 )

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from polydiff.corruptions.composite import CompositeCorruption
 from polydiff.samplers.common import SampleOutput, call_model, check_grid, require_families, time_vector
 from polydiff.spaces import State
 from polydiff.specs import FAMILIES
@@ -42,24 +43,15 @@ def sample_ancestral(model: Callable[..., Any], processes: Mapping[str, Any], x:
     """
     check_grid(grid, "ancestral")
     require_families(processes, ANCESTRAL_FAMILIES, "ancestral")
+    product = CompositeCorruption(processes)
     x = dict(x)
     for i in range(len(grid) - 1):
         t, s = float(grid[i]), float(grid[i + 1])
         pred = call_model(model, x, t)
         s_vec = time_vector(s, x)
         t_vec = time_vector(t, x)
-        x = {f: _step(proc, x[f], t_vec, s_vec, pred[f], generator, source, f) for f, proc in processes.items()}
+        x = product.reverse_step(x, t_vec, s_vec, pred, generator=generator, sources=source)
         if callback is not None:
             callback(i, t, x, pred)
     return SampleOutput(state=x, nfe=len(grid) - 1, info={"grid": grid})
 
-
-def _step(proc: Any, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor, pred: Any,
-          generator: torch.Generator | None, source: State | None, field: str) -> torch.Tensor:
-    """One field's reverse step; bridges also get their pinned source sample."""
-    if proc.family != "bridge":
-        return proc.reverse_step(x_t, t, s, pred, generator=generator)
-    if source is None or field not in source:
-        raise ValueError(f"sampler 'ancestral': bridge field {field!r} needs its paired source sample; "
-                         f"pass source={{{field!r}: x1}} (the experiment fills it from the modality's pairs)")
-    return proc.reverse_step(x_t, t, s, pred, generator=generator, source=source[field])

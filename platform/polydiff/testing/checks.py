@@ -565,8 +565,8 @@ def check_forward_per_field(component: Component, ctx: CheckContext) -> None:
     batch = data_batch(exp.modality, ctx.budget.batch)
     x0, cond = exp.split_batch(batch)
     g = ctx.generator(7)
-    t = next(iter(exp.processes.values())).sample_t(ctx.budget.batch, generator=g)
-    corrupted = {f: p.corrupt(x0[f], t, generator=g) for f, p in exp.processes.items()}
+    t = exp.composite.sample_t(ctx.budget.batch, generator=g)
+    corrupted = exp.composite.corrupt(x0, t, generator=g, sources=exp.sources(cond))
     raw = exp.denoiser({f: c.x_t for f, c in corrupted.items()}, t, cond)
     assert set(raw) == set(exp.spaces), f"{component.id}: output fields {sorted(raw)} != diffused fields {sorted(exp.spaces)}"
     for name, process in exp.processes.items():

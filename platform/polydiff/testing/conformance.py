@@ -34,8 +34,8 @@ from polydiff.testing.budgets import Budget, get_budget
 
 Check = Callable[[C.Component, C.CheckContext], None]
 ALL_FAMILIES = frozenset({"gaussian", "masked", "uniform", "reflected", "bridge"})
-UNPAIRED_FAMILIES = frozenset({"composite", "bridge"})
-"""Families never paired with a denoiser automatically: they need per-field or paired data."""
+UNPAIRED_FAMILIES = frozenset({"composite"})
+"""Families never paired with a denoiser automatically: they need a process per field."""
 
 
 def _plugin_checks(name: str) -> Iterator[tuple[C.Component, Check]]:
@@ -80,34 +80,40 @@ def _has_conversions(spec: Any, ctx: C.CheckContext) -> bool:
     return callable(getattr(process, "target", None))
 
 
-def _field_kinds(modality_name: str, ctx: C.CheckContext) -> set[str] | None:
+TOY_MODALITIES = ("toy", "toy-tokens", "toy-box", "toy-paired")
+"""The core's one-field toy modalities (continuous, discrete, bounded, paired) that denoisers
+without a modality of their own are trained on."""
+
+
+def _modality_fits(name: str, kinds: set[str], bridge: bool, ctx: C.CheckContext) -> bool:
+    """Whether modality ``name`` has only fields of ``kinds`` and, for a bridge, declares pairs."""
     try:
-        return {s.kind for s in C.build_modality(modality_name, ctx).spaces.values()}
+        modality = C.build_modality(name, ctx)
     except Exception:
-        return None
+        return False
+    fields = {s.kind for s in modality.spaces.values()}
+    return fields <= kinds and (not bridge or bool(getattr(modality, "pairs", None)))
 
 
-def _denoiser_modality(spec: Any, plugin: str, ctx: C.CheckContext) -> str:
-    """The modality a denoiser is trained on: one it names, else its plugin's own, else ``toy``."""
+def _denoiser_modality(spec: Any, corruption: Any, plugin: str, ctx: C.CheckContext) -> str:
+    """The modality a (denoiser, corruption) pair trains on: one the denoiser names, else its
+    plugin's own, else a core toy modality, whose field kinds both accept ("" if none)."""
     registry = ctx.manager.registry
-    named = sorted(spec.modalities & set(registry.names("modality")))
-    if named:
-        return named[0]
-    own = [s.name for s in registry.of_plugin(plugin) if s.kind == "modality"]
-    for name in sorted(own) + ["toy"]:
-        kinds = _field_kinds(name, ctx) if name in registry.names("modality") else None
-        if kinds and kinds <= set(spec.spaces):
-            return name
-    return ""
+    installed = set(registry.names("modality"))
+    named = sorted(spec.modalities & installed)
+    own = sorted(s.name for s in registry.of_plugin(plugin) if s.kind == "modality")
+    candidates = named or own + [m for m in TOY_MODALITIES if m in installed]
+    kinds = set(spec.spaces) & set(corruption.spaces)
+    bridge = corruption.family == "bridge"
+    return next((m for m in candidates if _modality_fits(m, kinds, bridge, ctx)), "")
 
 
 def _denoiser_checks(spec: Any, plugin: str, ctx: C.CheckContext) -> Iterator[tuple[C.Component, Check]]:
-    modality = _denoiser_modality(spec, plugin, ctx)
-    kinds = _field_kinds(modality, ctx) if modality else None
-    if not kinds:
-        return
     for corruption in ctx.manager.registry.specs("corruption"):
-        if corruption.family in UNPAIRED_FAMILIES or not kinds <= set(corruption.spaces):
+        if corruption.family in UNPAIRED_FAMILIES:
+            continue
+        modality = _denoiser_modality(spec, corruption, plugin, ctx)
+        if not modality:
             continue
         component = C.Component("denoiser", spec.name, spec, partner=corruption, modality=modality)
         yield component, C.check_forward_per_field

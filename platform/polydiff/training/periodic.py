@@ -70,7 +70,9 @@ def sample_and_evaluate(experiment: Any, model: nn.Module, out_dir: Path, *, n: 
     """Sample ``n`` items, compare them with ``n`` reference items, write artefacts and metrics.
 
     Conditional modalities are sampled with the reference items' conditioning fields, so
-    each sample is compared with data of the same condition distribution.
+    each sample is compared with data of the same condition distribution; the artefacts
+    are written from the samples together with those conditioning fields (a restoration's
+    source beside its result).
 
     Args:
         experiment: the ``Experiment``.
@@ -98,6 +100,6 @@ def sample_and_evaluate(experiment: Any, model: nn.Module, out_dir: Path, *, n: 
     rows = [{**row, **extra} for row in experiment.evaluate(samples, diffused, generator=generator)]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [Path(p) for p in experiment.modality.write_artefacts(samples, out_dir)]
+    paths = [Path(p) for p in experiment.modality.write_artefacts({**(cond or {}), **samples}, out_dir)]
     paths.append(write_rows_csv(rows, out_dir / "metrics.csv"))
     return samples, rows, paths

@@ -87,8 +87,10 @@ class GaussianMixtureOracle(_ExactDenoiser):
         second = torch.einsum("k,kij->ij", self.weights, self.covs + self.means[:, :, None] * self.means[:, None, :])
         return second - mu[:, None] * mu[None, :]
 
-    def denoise(self, x_t: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """E[x0 | x_t] for ``x_t`` of shape ``(B, D)`` and ``alpha``, ``sigma`` of shape ``(B, 1)``."""
+    def components(self, x_t: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per component k: ``log w_k N(x_t; alpha mu_k, C_k)`` ``(B, K)`` and the posterior mean
+        E[x0 | x_t, k] ``(B, K, D)``, for ``x_t`` ``(B, D)`` and ``alpha``, ``sigma`` ``(B, 1)``."""
         x = x_t.double()
         eye = torch.eye(self.dim, dtype=torch.float64)
         a2 = (alpha**2)[:, :, None]
@@ -97,12 +99,15 @@ class GaussianMixtureOracle(_ExactDenoiser):
         chol = torch.linalg.cholesky(cov_t)
         sol = torch.cholesky_solve(diff[..., None], chol)[..., 0]  # C_k^{-1} (x_t - alpha mu_k)
         log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
-        log_r = torch.log(self.weights)[None] - 0.5 * (diff * sol).sum(-1) - 0.5 * log_det
-        r = torch.softmax(log_r, dim=1)
+        log_joint = torch.log(self.weights)[None] - 0.5 * (diff * sol).sum(-1) - 0.5 * log_det
         post = self.means[None] + alpha[:, :, None] * torch.einsum("kij,bkj->bki", self.covs, sol)
-        x0 = (r[:, :, None] * post).sum(1)
-        clean = (sigma[:, 0] == 0)
-        return torch.where(clean[:, None], x, x0)
+        return log_joint, post
+
+    def denoise(self, x_t: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """E[x0 | x_t] for ``x_t`` of shape ``(B, D)`` and ``alpha``, ``sigma`` of shape ``(B, 1)``."""
+        log_joint, post = self.components(x_t, alpha, sigma)
+        x0 = (torch.softmax(log_joint, dim=1)[:, :, None] * post).sum(1)
+        return torch.where((sigma[:, 0] == 0)[:, None], x_t.double(), x0)
 
 
 class PointCloudOracle(_ExactDenoiser):
