@@ -42,10 +42,20 @@ def _call_factory(factory, what: str, *args, **options):
         raise ConfigError(f"{what}: {exc}; accepted options: {params or 'see its documentation'}") from exc
 
 
+def _field_table(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """One field's corruption table: the base table with the field's keys on top, or the
+    field's keys alone when they name another corruption."""
+    if "name" in override and override["name"] != base.get("name"):
+        return dict(override)
+    return {**base, **override}
+
+
 def build_processes(cfg: Mapping[str, Any], spaces: Mapping[str, Space], manager: PluginManager) -> dict[str, Corruption]:
     """Bind a corruption process to each diffused field from the ``[corruption]`` table.
 
-    ``[corruption.fields.<field>]`` overrides any key for one field.
+    ``[corruption.fields.<field>]`` overrides any key for one field; a field table that
+    names another corruption than ``[corruption]`` starts from its own keys alone (a
+    Gaussian schedule means nothing to a masked process).
     """
     base = dict(cfg)
     per_field = base.pop("fields", {}) or {}
@@ -55,15 +65,14 @@ def build_processes(cfg: Mapping[str, Any], spaces: Mapping[str, Space], manager
                           f"fields: {sorted(spaces)}")
     processes = {}
     for field, space in spaces.items():
-        table = {**base, **per_field.get(field, {})}
+        table = _field_table(base, per_field.get(field, {}))
         spec = manager.registry.get("corruption", table["name"])
         if space.kind not in spec.spaces:
             raise IncompatibleSpaceError(
                 f"corruption {spec.name!r} (family {spec.family!r}, from {spec.distribution}) accepts spaces "
                 f"{sorted(spec.spaces)}; field {field!r} has {space} of kind {space.kind!r}")
         options = _options(table, {"name"})
-        if spec.family != "gaussian":
-            options.pop("schedule", None)
+        if not options.get("schedule_options"):  # the config default {}: nothing to pass
             options.pop("schedule_options", None)
         params = inspect.signature(spec.factory).parameters
         accepts_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
