@@ -59,3 +59,23 @@ def test_registered_metrics_return_finite_rows_per_continuous_field(name):
     far_rows = spec.function(samples, far, spaces=spaces, generator=g)
     assert far_rows[0]["value"] > rows[0]["value"] + 0.1
     assert not spec.higher_is_better
+
+
+@pytest.mark.parametrize("name", ["sequence_tv", "token_tv"])
+def test_categorical_metrics_score_discrete_fields_only(name):
+    spec = polydiff.make_plugin_manager(autoload=False).registry.get("metric", name)
+    spaces = {"x": Continuous((3,)), "tok": Discrete((2,), 3)}
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(3, (4000, 2), generator=g)
+    other = torch.randint(3, (4000, 2), generator=g)
+    shifted = (tokens + 1) % 3
+    shifted[:, 1] = 0  # the second position collapses to one token
+    rows = spec.function({"x": _gaussian(10, 1), "tok": tokens}, {"x": _gaussian(10, 2), "tok": other},
+                         spaces=spaces, generator=g)
+    assert [r["field"] for r in rows] == ["tok"]
+    # two samples of one law of 9 sequences: TV is sampling noise only, about sqrt(9 / (pi N))
+    assert rows[0]["value"] < 0.05
+    far = spec.function({"tok": tokens}, {"tok": shifted}, spaces={"tok": spaces["tok"]}, generator=g)
+    assert far[0]["value"] > 0.3
+    same = spec.function({"tok": tokens}, {"tok": tokens}, spaces={"tok": spaces["tok"]}, generator=g)
+    assert same[0]["value"] == 0.0

@@ -1,9 +1,9 @@
-"""Built-in sample-quality metrics for continuous fields.
+"""Built-in sample-quality metrics.
 
 Each metric compares ``samples`` with ``reference`` field by field and returns tidy rows
-``{"metric": name, "field": field, "value": float}``, one per continuous or bounded field
-present in both States. Discrete fields are skipped here (discrete metrics arrive with the
-discrete processes). All four are distances: lower is better.
+``{"metric": name, "field": field, "value": float}``: sliced Wasserstein, MMD and the moment
+errors for every continuous or bounded field present in both States, and the sequence and
+per-token total variations for every discrete field. All six are distances: lower is better.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from polydiff.evaluation.categorical import sequence_tv, token_tv
 from polydiff.evaluation.distances import cov_error, mean_error, sliced_wasserstein
 from polydiff.evaluation.mmd import mmd_squared
 from polydiff.hookspecs import hookimpl
@@ -21,14 +22,15 @@ from polydiff.specs import MetricSpec
 CONTINUOUS_KINDS = ("continuous", "bounded")
 
 
-def per_continuous_field(name: str, distance: Callable[..., float], *, takes_generator: bool
-                         ) -> Callable[..., list[dict[str, Any]]]:
+def per_field_metric(name: str, distance: Callable[..., float], *, takes_generator: bool,
+                         kinds: tuple[str, ...] = CONTINUOUS_KINDS) -> Callable[..., list[dict[str, Any]]]:
     """Turn ``distance(a, b[, generator=g]) -> float`` into a metric function over continuous fields.
 
     Args:
         name: the metric name written into each row.
         distance: a two-sample distance on tensors of shape ``(N, *field_shape)``.
         takes_generator: whether ``distance`` accepts ``generator=``.
+        kinds: the space kinds of the fields it scores.
 
     Returns:
         ``metric(samples, reference, *, spaces, generator=None) -> list[row]``.
@@ -38,7 +40,7 @@ def per_continuous_field(name: str, distance: Callable[..., float], *, takes_gen
                generator: torch.Generator | None = None) -> list[dict[str, Any]]:
         rows = []
         for field, space in spaces.items():
-            if space.kind not in CONTINUOUS_KINDS or field not in samples or field not in reference:
+            if space.kind not in kinds or field not in samples or field not in reference:
                 continue
             a, b = samples[field].detach().cpu(), reference[field].detach().cpu()
             value = distance(a, b, generator=generator) if takes_generator else distance(a, b)
@@ -46,19 +48,21 @@ def per_continuous_field(name: str, distance: Callable[..., float], *, takes_gen
         return rows
 
     metric.__name__ = name
-    metric.__doc__ = f"{name} per continuous field: {(distance.__doc__ or '').strip().splitlines()[0]}"
+    metric.__doc__ = f"{name} per {'/'.join(kinds)} field: {(distance.__doc__ or '').strip().splitlines()[0]}"
     return metric
 
 
-sliced_wasserstein_metric = per_continuous_field("sliced_wasserstein", sliced_wasserstein, takes_generator=True)
-mmd_metric = per_continuous_field("mmd", mmd_squared, takes_generator=True)
-mean_error_metric = per_continuous_field("mean_error", mean_error, takes_generator=False)
-cov_error_metric = per_continuous_field("cov_error", cov_error, takes_generator=False)
+sliced_wasserstein_metric = per_field_metric("sliced_wasserstein", sliced_wasserstein, takes_generator=True)
+mmd_metric = per_field_metric("mmd", mmd_squared, takes_generator=True)
+mean_error_metric = per_field_metric("mean_error", mean_error, takes_generator=False)
+cov_error_metric = per_field_metric("cov_error", cov_error, takes_generator=False)
+sequence_tv_metric = per_field_metric("sequence_tv", sequence_tv, takes_generator=False, kinds=("discrete",))
+token_tv_metric = per_field_metric("token_tv", token_tv, takes_generator=False, kinds=("discrete",))
 
 
 @hookimpl
 def polydiff_metrics():
-    """Sliced Wasserstein, MMD^2, and the errors of the first two moments."""
+    """Sliced Wasserstein, MMD^2, the errors of the first two moments, and categorical total variations."""
     yield MetricSpec(name="sliced_wasserstein", summary="sliced 2-Wasserstein distance per continuous field",
                      function=sliced_wasserstein_metric)
     yield MetricSpec(name="mmd", summary="unbiased MMD^2, Gaussian kernels at median-distance bandwidths "
@@ -67,3 +71,7 @@ def polydiff_metrics():
                      function=mean_error_metric)
     yield MetricSpec(name="cov_error", summary="Frobenius norm of the difference of covariances per continuous field",
                      function=cov_error_metric)
+    yield MetricSpec(name="sequence_tv", summary="total variation between empirical laws of whole sequences per "
+                     "discrete field", function=sequence_tv_metric)
+    yield MetricSpec(name="token_tv", summary="per-position unigram total variation per discrete field",
+                     function=token_tv_metric)

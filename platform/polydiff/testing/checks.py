@@ -665,15 +665,18 @@ def _metric_data(component: Component, ctx: CheckContext) -> tuple[dict, dict, d
         reference = data_batch(modality, n, "validation")
         keep = modality.spaces
         return {f: samples[f] for f in keep}, {f: reference[f] for f in keep}, dict(keep)
-    space = polydiff.Continuous((2,))
+    spaces = {"x": polydiff.Continuous((2,)), "tokens": polydiff.Discrete((3,), vocab_size=4)}
     g = ctx.generator(10)
     n = ctx.budget.n_samples
-    return {"x": torch.randn(n, 2, generator=g)}, {"x": 1.5 + torch.randn(n, 2, generator=g)}, {"x": space}
+    samples = {"x": torch.randn(n, 2, generator=g), "tokens": torch.randint(4, (n, 3), generator=g)}
+    reference = {"x": 1.5 + torch.randn(n, 2, generator=g), "tokens": torch.randint(2, (n, 3), generator=g)}
+    return samples, reference, spaces
 
 
 def check_finite_rows(component: Component, ctx: CheckContext) -> None:
     """The metric returns a non-empty list of tidy rows, each a dict with a string
-    ``metric`` and a finite float ``value``, on data of its modality (or 2-D Gaussians)."""
+    ``metric`` and a finite float ``value``, on data of its modality (or, for metrics of
+    any modality, a State with a 2-D Gaussian field and a discrete field of 3 tokens)."""
     samples, reference, spaces = _metric_data(component, ctx)
     rows = component.spec.function(samples, reference, spaces=spaces, generator=ctx.generator(11))
     assert isinstance(rows, list) and rows, f"metric {component.name!r} returned {type(rows).__name__}, expected a non-empty list"
