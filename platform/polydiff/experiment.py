@@ -280,6 +280,24 @@ def build_denoiser(cfg: Mapping[str, Any], modality, processes: Mapping[str, Cor
     return net
 
 
+def check_sampler_families(sampler: str, processes: Mapping[str, Corruption], manager: PluginManager) -> None:
+    """The ``[sampling] sampler`` must support the family of every field's process, so that a
+    run never trains to the end and then fails to sample.
+
+    Raises:
+        ConfigError: naming the sampler, the field, its family and the samplers that fit.
+    """
+    registry = manager.registry
+    spec = registry.get("sampler", sampler)
+    for field, process in processes.items():
+        if process.family not in spec.families:
+            fitting = sorted(s.name for s in registry.specs("sampler")
+                             if {p.family for p in processes.values()} <= set(s.families))
+            raise ConfigError(f"[sampling] sampler {sampler!r} supports families {sorted(spec.families)}; field "
+                              f"{field!r} uses {process.name!r} (family {process.family!r}). Samplers that fit "
+                              f"every field: {fitting}")
+
+
 def check_pairs(modality: Any, processes: Mapping[str, Corruption]) -> None:
     """Every bridge field must be paired with a conditioning field of the same shape.
 
@@ -316,6 +334,7 @@ def build_experiment(config: Mapping[str, Any], manager: PluginManager | None = 
     modality = build_modality(config["modality"], manager)
     processes = build_processes(config["corruption"], modality.spaces, manager)
     check_pairs(modality, processes)
+    check_sampler_families(config["sampling"]["sampler"], processes, manager)
     denoiser = build_denoiser(config["denoiser"], modality, processes, manager)
     return Experiment(config=dict(config), manager=manager, modality=modality, processes=processes,
                       denoiser=denoiser)

@@ -16,4 +16,5 @@ BUILTIN_PLUGINS = (
     "polydiff.builtin.bridge",
     "polydiff.builtin.toy",
     "polydiff.builtin.toy_mixed",
+    "polydiff.builtin.toy_box",
 )

@@ -32,14 +32,17 @@ def _mix_prediction(cond: Prediction, uncond: Prediction, x: torch.Tensor, scale
         log_p = _mix(cond.x0.clamp_min(1e-30).log(), uncond.x0.clamp_min(1e-30).log(), scale)
         return Prediction(raw=_mix(cond.raw, uncond.raw, scale), x0=torch.softmax(log_p, dim=-1))
     eps = None if cond.eps is None or uncond.eps is None else _mix(cond.eps, uncond.eps, scale)
-    return Prediction(raw=_mix(cond.raw, uncond.raw, scale), x0=_mix(cond.x0, uncond.x0, scale), eps=eps)
+    score = None if cond.score is None or uncond.score is None else _mix(cond.score, uncond.score, scale)
+    return Prediction(raw=_mix(cond.raw, uncond.raw, scale), x0=_mix(cond.x0, uncond.x0, scale), eps=eps,
+                      score=score)
 
 
 def classifier_free_guidance(predict_cond: PredictFn, predict_uncond: PredictFn, scale: float) -> PredictFn:
     """Classifier-free guidance (Ho & Salimans 2022, eq. 6): ``uncond + scale (cond - uncond)``.
 
     Gaussian fields mix x0_hat and eps_hat linearly (the same mix, since both are affine in
-    the prediction at fixed x_t); discrete fields mix log-probabilities and renormalise.
+    the prediction at fixed x_t), and scores (reflected fields) the same way; discrete fields
+    mix log-probabilities and renormalise.
     ``scale = 1`` returns the conditional prediction; ``scale = 0`` the unconditional one.
     Each guided call evaluates both functions (2 network calls) and counts as 1 NFE.
 
@@ -64,6 +67,15 @@ def _with_x0(pred: Prediction, x0: torch.Tensor, x: torch.Tensor, process: Any, 
     return Prediction(raw=pred.raw, x0=x0, eps=(x - v.alpha * x0) / safe_sigma)
 
 
+def _with_known_score(pred: Prediction, x0: torch.Tensor, m: torch.Tensor, x: torch.Tensor, process: Any,
+                      t: torch.Tensor) -> Prediction:
+    """For score-based fields (reflected): the known part's score is the transition kernel's
+    score towards the known value, ``m score(x_t | known) + (1 - m) score_hat``."""
+    known_score = process.unit_score(Prediction(raw=pred.raw, x0=x0), x, t) / process.width
+    score = m.to(known_score.dtype) * known_score + (1 - m.to(known_score.dtype)) * pred.score.double()
+    return Prediction(raw=pred.raw, x0=x0, score=score.to(x.dtype))
+
+
 def _known_x0(known: torch.Tensor, pred: Prediction, x: torch.Tensor) -> torch.Tensor:
     """The known values in the prediction's representation (one-hot for discrete fields)."""
     if _is_probabilities(pred, x):
@@ -76,7 +88,9 @@ def inpaint(predict: PredictFn, known: State, mask: State, processes: Mapping[st
 
     Each sampler step then moves the known part towards its true value, and the final step
     to t = 0 (which returns x0_hat) reproduces it exactly. eps_hat is recomputed from the
-    replaced x0_hat so the pair stays consistent. Fields absent from ``known`` pass through.
+    replaced x0_hat so the pair stays consistent. Score-based fields (reflected) take the
+    transition kernel's score towards the known values on the known part. Fields absent
+    from ``known`` pass through.
 
     Args:
         predict: the unguided ``PredictFn``.
@@ -92,7 +106,11 @@ def inpaint(predict: PredictFn, known: State, mask: State, processes: Mapping[st
             target = _known_x0(known[f], pred, x[f])
             if m.ndim < target.ndim:
                 m = append_dims(m, target.ndim)
-            preds[f] = _with_x0(pred, m * target + (1 - m) * pred.x0, x[f], processes[f], t)
+            x0 = m * target + (1 - m) * pred.x0
+            if pred.score is not None and hasattr(processes[f], "unit_score"):
+                preds[f] = _with_known_score(pred, x0, m, x[f], processes[f], t)
+            else:
+                preds[f] = _with_x0(pred, x0, x[f], processes[f], t)
         return preds
 
     return predict_inpainted
