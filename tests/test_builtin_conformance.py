@@ -53,6 +53,10 @@ class TestBuiltinToyBox(PluginConformance):
     plugin = "builtin.toy_box"
 
 
+class TestBuiltinToyPaired(PluginConformance):
+    plugin = "builtin.toy_paired"
+
+
 def test_every_builtin_plugin_has_a_conformance_class():
     import polydiff
 

@@ -206,9 +206,9 @@ class Experiment:
         scale = s_cfg["guidance_scale"] if guidance_scale is None else guidance_scale
         opts = {**s_cfg.get("options", {}), **options}
         sources = self.sources(cond)
-        if sources is not None:
-            opts["source"] = sources
         check_sampler_options(spec, opts)
+        if sources is not None and _accepts(spec.function, "source"):
+            opts["source"] = sources  # samplers without it reject bridge fields by family
         x = {f: v.to(device) for f, v in self.composite.prior(
             n, generator=generator, device="cpu",
             sources=None if sources is None else {f: v.cpu() for f, v in sources.items()}).items()}
@@ -237,6 +237,11 @@ class Experiment:
             for row in spec.function(samples, reference, spaces=self.spaces, generator=generator):
                 rows.append({"metric": name, **row})
         return rows
+
+
+def _accepts(function: Any, keyword: str) -> bool:
+    params = inspect.signature(function).parameters
+    return keyword in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def check_sampler_options(spec, options: Mapping[str, Any]) -> None:

@@ -17,4 +17,5 @@ BUILTIN_PLUGINS = (
     "polydiff.builtin.toy",
     "polydiff.builtin.toy_mixed",
     "polydiff.builtin.toy_box",
+    "polydiff.builtin.toy_paired",
 )
