@@ -45,6 +45,10 @@ class TestBuiltinToy(PluginConformance):
     plugin = "builtin.toy"
 
 
+class TestBuiltinToyTokens(PluginConformance):
+    plugin = "builtin.toy_tokens"
+
+
 class TestBuiltinToyMixed(PluginConformance):
     plugin = "builtin.toy_mixed"
 

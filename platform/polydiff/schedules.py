@@ -20,6 +20,10 @@ Implemented:
     Flow        rectified flow / linear interpolant (Liu et al. 2023; Lipman et al. 2023):
                 alpha = 1 - t, sigma = t. flow_matching's time runs the other way
                 (x_0 noise, x_1 data); polydiff's t equals 1 - t_flow_matching.
+
+Masking schedules (last section) give the discrete families' alpha(t), the probability
+that a token is still clean at t: ``LinearMasking`` and ``CosineMasking`` (MD4, Shi et al.
+2024) and ``LogLinearMasking`` (MDLM, Sahoo et al. 2024), indexed by ``MASKING_SCHEDULES``.
 """
 from __future__ import annotations
 
@@ -249,3 +253,92 @@ class Flow(Schedule):
 BUILTIN_SCHEDULES: dict[str, type[Schedule]] = {
     cls.name: cls for cls in (VPLinear, VPCosine, VE, EDM, Flow)
 }
+
+
+# ---------------------------------------------------------------------------
+# Masking schedules of the discrete (masked and uniform) families
+# ---------------------------------------------------------------------------
+
+class MaskingSchedule(ABC):
+    """The probability alpha(t) that a token is still clean at time t (discrete families).
+
+    Masked (absorbing) process: a token is kept with probability alpha(t), else masked
+    (Austin et al. 2021, D3PM absorbing; Sahoo et al. 2024, MDLM; Shi et al. 2024, MD4).
+    Uniform process: a token is kept with probability alpha(t), else resampled uniformly
+    (D3PM uniform; Schiff et al. 2024, UDLM). Contract: alpha(0) = 1, alpha decreasing on
+    [0, 1], alpha(1) = 0 or close to it (``alpha_one``). Both methods take a tensor of
+    times of any shape and compute in its floating dtype (processes pass float64).
+    """
+
+    name: str = "masking"
+
+    @abstractmethod
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """alpha(t), shaped like ``t``."""
+
+    @abstractmethod
+    def d_alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """d alpha / dt (<= 0), shaped like ``t``."""
+
+    @property
+    def alpha_one(self) -> float:
+        """alpha(1): the probability that a token survives to the prior time (0 or small)."""
+        return float(self.alpha(torch.tensor(1.0, dtype=torch.float64)))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+
+class LinearMasking(MaskingSchedule):
+    """alpha(t) = 1 - t, the linear schedule of MD4 (Shi et al. 2024, Table 1 / eq. 4)."""
+
+    name = "linear"
+
+    def alpha(self, t):
+        return 1.0 - t
+
+    def d_alpha(self, t):
+        return -torch.ones_like(t)
+
+
+class CosineMasking(MaskingSchedule):
+    """alpha(t) = 1 - cos(pi/2 (1 - t)), the cosine schedule of MD4 (Shi et al. 2024, Table 1),
+    d alpha / dt = -(pi/2) sin(pi/2 (1 - t)); evaluated as 1 - sin(pi t / 2), which is exactly
+    1 at t = 0 and 0 at t = 1 in floating point."""
+
+    name = "cosine"
+
+    def alpha(self, t):
+        return 1.0 - torch.sin(0.5 * math.pi * t)
+
+    def d_alpha(self, t):
+        return -0.5 * math.pi * torch.cos(0.5 * math.pi * t)
+
+
+class LogLinearMasking(MaskingSchedule):
+    """alpha(t) = 1 - (1 - eps) t: MDLM's log-linear schedule (Sahoo et al. 2024, Sec. 3.5 and
+    App. E), whose total noise sigma(t) = -log(1 - (1 - eps) t) is log-linear; alpha(1) = eps.
+
+    Args:
+        eps: alpha(1), the chance that a token survives to t = 1 (MDLM: 1e-3).
+    """
+
+    name = "log-linear"
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        if not 0.0 <= eps < 1.0:
+            raise ValueError(f"log-linear masking needs 0 <= eps < 1, got {eps}")
+        self.eps = float(eps)
+
+    def alpha(self, t):
+        return 1.0 - (1.0 - self.eps) * t
+
+    def d_alpha(self, t):
+        return torch.full_like(t, -(1.0 - self.eps))
+
+
+MASKING_SCHEDULES: dict[str, type[MaskingSchedule]] = {
+    cls.name: cls for cls in (LinearMasking, CosineMasking, LogLinearMasking)
+}
+"""Masking schedule name -> class (the ``schedule`` option of the masked and uniform processes)."""

@@ -15,6 +15,7 @@ BUILTIN_PLUGINS = (
     "polydiff.builtin.reflected",
     "polydiff.builtin.bridge",
     "polydiff.builtin.toy",
+    "polydiff.builtin.toy_tokens",
     "polydiff.builtin.toy_mixed",
     "polydiff.builtin.toy_box",
     "polydiff.builtin.toy_paired",
