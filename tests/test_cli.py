@@ -201,7 +201,8 @@ def test_demo_reports_every_modality_and_failures(tmp_path, monkeypatch, capsys)
     for link in [line.split("](")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")]:
         assert (out / link).is_file()
     table = pd.read_csv(out / "metrics.csv")
-    assert set(table["plugin"]) == {"builtin.toy"} and (table["nfe"] > 0).all()
+    toys = {"builtin.toy", "builtin.toy_tokens", "builtin.toy_box", "builtin.toy_paired", "builtin.toy_mixed"}
+    assert set(table["plugin"]) == toys and (table["nfe"] > 0).all()
     assert "brokentoy" in capsys.readouterr().err
 
 

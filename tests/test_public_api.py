@@ -9,7 +9,8 @@ import polydiff
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = {
-    "AdaLayerNorm", "Bounded", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
+    "AdaLayerNorm", "Bounded", "BridgeCorruption", "CompositeCorruption", "CosineMasking", "LinearMasking",
+    "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
     "CorruptionSpec", "DataMissingError", "DenoiserSpec", "Discrete", "DuplicateNameError", "EDM",
     "EDMPreconditioning", "Experiment", "Flow", "FourierEmbedding", "GaussianCorruption",
     "IncompatibleSpaceError", "MLPDenoiser", "Metric", "MetricSpec", "Modality", "ModalitySpec",

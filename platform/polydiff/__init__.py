@@ -7,8 +7,9 @@ t = 1 is the prior. A State is a mapping field name -> tensor, batch first.
 from __future__ import annotations
 
 from polydiff.config import config_from_dict, load_config
-from polydiff.corruptions import (Corrupted, Corruption, GaussianCorruption, Prediction, append_dims,
-                                  eps_to_x0, flow_velocity_to_x0, v_to_x0, x0_to_eps, x0_to_flow_velocity,
+from polydiff.corruptions import (BridgeCorruption, CompositeCorruption, Corrupted, Corruption, GaussianCorruption,
+                                  MaskedCorruption, Prediction, ReflectedCorruption, UniformCorruption, append_dims,
+                                  eps_to_x0, flow_velocity_to_x0, reflect, v_to_x0, x0_to_eps, x0_to_flow_velocity,
                                   x0_to_v)
 from polydiff.denoisers import (AdaLayerNorm, EDMPreconditioning, FourierEmbedding, MLPDenoiser,
                                 SinusoidalEmbedding)
@@ -20,7 +21,8 @@ from polydiff.hookspecs import hookimpl
 from polydiff.plugins import PluginManager, Registry, make_plugin_manager
 from polydiff.protocols import Metric, Modality, PredictFn, Sampler
 from polydiff.samplers.common import SampleOutput
-from polydiff.schedules import EDM, VE, Flow, Schedule, ScheduleValues, VPCosine, VPLinear
+from polydiff.schedules import (EDM, VE, CosineMasking, Flow, LinearMasking, LogLinearMasking, MaskingSchedule,
+                                Schedule, ScheduleValues, VPCosine, VPLinear)
 from polydiff.spaces import Bounded, Continuous, Discrete, Space, State, batch_size, validate_state
 from polydiff.specs import (CorruptionSpec, DenoiserSpec, MetricSpec, ModalitySpec, SamplerSpec,
                             ScheduleSpec)
@@ -28,7 +30,8 @@ from polydiff.specs import (CorruptionSpec, DenoiserSpec, MetricSpec, ModalitySp
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdaLayerNorm", "Bounded", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
+    "AdaLayerNorm", "Bounded", "BridgeCorruption", "CompositeCorruption", "CosineMasking", "LinearMasking",
+    "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
     "CorruptionSpec", "DataMissingError", "DenoiserSpec", "Discrete", "DuplicateNameError", "EDM",
     "EDMPreconditioning", "Experiment", "Flow", "FourierEmbedding", "GaussianCorruption",
     "IncompatibleSpaceError", "MLPDenoiser", "Metric", "MetricSpec", "Modality", "ModalitySpec",

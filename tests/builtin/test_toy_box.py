@@ -1,7 +1,7 @@
 """The toy-box modality: data in the unit square touching the walls, its oracle and demo config.
 
-The modality is not in ``BUILTIN_PLUGINS`` yet, so these tests register it by hand with
-``make_plugin_manager(autoload=False, extra_plugins={"toybox": toy_box})``.
+It is a built-in plugin (``builtin.toy_box``); ``tests/test_builtin_conformance.py`` runs
+the conformance kit on it.
 """
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ import pytest
 import torch
 
 import polydiff
-from polydiff.builtin import toy_box
 from polydiff.builtin.toy_box import CORNER_WEIGHTS, DATASETS, DEMO_CONFIG, RING_RADII, ToyBoxModality
 from polydiff.config import config_from_dict
 from polydiff.corruptions.reflected import ReflectedCorruption
 from polydiff.errors import ConfigError
 from polydiff.evaluation.distances import sliced_wasserstein
 from polydiff.runs import check_components
-from polydiff.testing import check_plugin
 from polydiff.testing.oracles.reflected import ReflectedPointOracle
 
 
@@ -29,7 +27,7 @@ def _collate(dataset, n: int) -> dict[str, torch.Tensor]:
 
 
 def _manager() -> polydiff.PluginManager:
-    return polydiff.make_plugin_manager(autoload=False, extra_plugins={"toybox": toy_box})
+    return polydiff.make_plugin_manager(autoload=False)
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -110,11 +108,6 @@ def test_oracle_is_the_reflected_denoiser_of_the_training_points():
     train = modality.dataset("train").x.double()[:8]
     pred = oracle.predict_fn(processes)({"x": train + 1e-5}, torch.zeros(8, dtype=torch.float64))["x"]
     assert torch.allclose(pred.x0, train, atol=1e-9)
-
-
-def test_the_kit_passes_on_the_modality():
-    results = check_plugin("toybox", manager=_manager())
-    assert results and all(r.status == "PASS" for r in results), [r for r in results if r.status != "PASS"]
 
 
 def test_registered_through_hooks_with_a_valid_demo_config():

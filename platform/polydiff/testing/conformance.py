@@ -126,7 +126,7 @@ def _denoiser_checks(spec: Any, plugin: str, ctx: C.CheckContext) -> Iterator[tu
 def _sampler_checks(spec: Any) -> Iterator[tuple[C.Component, Check]]:
     component = C.Component("sampler", spec.name, spec)
     yield component, C.check_signature_matches_protocol
-    if "gaussian" in spec.families:
+    if any(f in spec.families for f in C.SAMPLER_FAMILY_ORDER):
         for check in (C.check_returns_declared_space, C.check_seeded_determinism, C.check_nfe_reported):
             yield component, check
     if not ALL_FAMILIES <= set(spec.families):
