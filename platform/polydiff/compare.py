@@ -213,7 +213,10 @@ def run_grid(grid_config: Mapping[str, Any], out: str | Path, *, manager: Plugin
         label = ", ".join(f"{k}={v}" for k, v in assignment.items()) or "base"
         print(f"[{i + 1}/{len(trainings)}] train {label}", flush=True)
         try:
-            seconds = _train_one(build_config(grid_config["base"], assignment, grid_config["source"]), run_dir, manager)
+            # the first sampling combination stands in for [sampling] during training, so the
+            # build-time check that the sampler fits every field's family sees a grid sampler
+            config = build_config(grid_config["base"], {**assignment, **samplings[0]}, grid_config["source"])
+            seconds = _train_one(config, run_dir, manager)
             runs[label] = run_dir
             rows += _evaluate_run(run_dir, assignment, samplings,
                                   {"run": run_dir.name, "train_seconds": round(seconds, 2)}, manager)
