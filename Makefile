@@ -37,6 +37,8 @@ bench: install
 	$(PIP) install --quiet -c constraints.txt -e ".[bench]"
 	$(PY) bench/samplers.py
 	$(PY) bench/trainer.py
+	$(PY) bench/discrete.py
+	$(PY) bench/oracle_families.py
 
 clean-venv:
 	rm -rf $(VENV)
