@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from polydiff.errors import ConfigError
+from polydiff.builtin.toy_points import Panel, decode_points, encode_points, scatter_panels
 from polydiff.hookspecs import hookimpl
 from polydiff.spaces import Continuous, Discrete, Space, State
 from polydiff.specs import ModalitySpec
@@ -211,14 +212,11 @@ class ToyModality:
 
     def decode(self, state: State) -> np.ndarray:
         """The points as a float32 array of shape ``(N, 2)``."""
-        return state["x"].detach().cpu().float().numpy()
+        return decode_points(state)
 
     def encode(self, decoded: Any) -> dict[str, torch.Tensor]:
         """Inverse of ``decode``: an ``(N, 2)`` array -> ``{"x": (N, 2) float32}``."""
-        x = torch.as_tensor(np.asarray(decoded), dtype=torch.float32)
-        if x.ndim != 2 or x.shape[1] != 2:
-            raise ValueError(f"modality 'toy': expected an array of shape (N, 2), got {tuple(x.shape)}")
-        return {"x": x}
+        return encode_points(decoded, self.name)
 
     def write_artefacts(self, samples: State, out_dir: Path) -> list[Path]:
         """Write ``samples.png`` (samples beside validation data, fixed axes) and ``samples.csv``."""
@@ -234,27 +232,12 @@ class ToyModality:
         np.savetxt(csv, np.concatenate(columns, axis=1), delimiter=",", header=header, comments="", fmt="%.6g")
         png = out_dir / "samples.png"
         reference = self._split("validation")[0][:len(points) or 1].numpy()
-        _scatter_pair(points, reference, png, title=f"toy {self.dataset_name}")
+        scatter_panels([Panel(points, f"samples (n={len(points)})"),
+                        Panel(reference, f"validation data (n={len(reference)})")],
+                       png, title=f"toy {self.dataset_name}", limits=(-AXIS_LIMIT, AXIS_LIMIT))
         return [png, csv]
 
 
-def _scatter_pair(samples: np.ndarray, reference: np.ndarray, path: Path, *, title: str) -> None:
-    """Two scatter panels on fixed axes, drawn without pyplot (safe in threads, no global backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    for i, (points, name) in enumerate(((samples, f"samples (n={len(samples)})"),
-                                        (reference, f"validation data (n={len(reference)})"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, linewidths=0, color="C0" if i == 0 else "C1")
-        ax.set_xlim(-AXIS_LIMIT, AXIS_LIMIT)
-        ax.set_ylim(-AXIS_LIMIT, AXIS_LIMIT)
-        ax.set_aspect("equal")
-        ax.set_title(name, fontsize=9)
-    fig.suptitle(title)
-    fig.savefig(path)
 
 
 DEMO_CONFIG: Mapping[str, Any] = {

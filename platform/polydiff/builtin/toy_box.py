@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from polydiff.errors import ConfigError
+from polydiff.builtin.toy_points import Panel, decode_points, encode_points, scatter_panels
 from polydiff.hookspecs import hookimpl
 from polydiff.spaces import Bounded, Space, State
 from polydiff.specs import ModalitySpec
@@ -133,14 +134,11 @@ class ToyBoxModality:
 
     def decode(self, state: State) -> np.ndarray:
         """The points as a float32 array of shape ``(N, 2)``."""
-        return state["x"].detach().cpu().float().numpy()
+        return decode_points(state)
 
     def encode(self, decoded: Any) -> dict[str, torch.Tensor]:
         """Inverse of ``decode``: an ``(N, 2)`` array -> ``{"x": (N, 2) float32}``."""
-        x = torch.as_tensor(np.asarray(decoded), dtype=torch.float32)
-        if x.ndim != 2 or x.shape[1] != 2:
-            raise ValueError(f"modality 'toy-box': expected an array of shape (N, 2), got {tuple(x.shape)}")
-        return {"x": x}
+        return encode_points(decoded, self.name)
 
     def write_artefacts(self, samples: State, out_dir: Path) -> list[Path]:
         """Write ``samples.png`` (samples beside validation data, box drawn) and ``samples.csv``."""
@@ -151,29 +149,12 @@ class ToyBoxModality:
         np.savetxt(csv, points, delimiter=",", header="x0,x1", comments="", fmt="%.6g")
         png = out_dir / "samples.png"
         reference = self._split("validation")[:len(points) or 1].numpy()
-        _scatter_in_box(points, reference, png, title=f"toy-box {self.dataset_name}")
+        scatter_panels([Panel(points, f"samples (n={len(points)})"),
+                        Panel(reference, f"validation data (n={len(reference)})")],
+                       png, title=f"toy-box {self.dataset_name}", limits=(-0.05, 1.05), box=(0.0, 1.0))
         return [png, csv]
 
 
-def _scatter_in_box(samples: np.ndarray, reference: np.ndarray, path: Path, *, title: str) -> None:
-    """Two scatter panels with the unit box drawn, without pyplot (thread-safe, no global backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
-    fig = Figure(figsize=(8, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    for i, (points, name) in enumerate(((samples, f"samples (n={len(samples)})"),
-                                        (reference, f"validation data (n={len(reference)})"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        ax.add_patch(Rectangle((0, 0), 1, 1, fill=False, edgecolor="k", linewidth=1))
-        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, linewidths=0, color="C0" if i == 0 else "C1")
-        ax.set_xlim(-0.05, 1.05)
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_aspect("equal")
-        ax.set_title(name, fontsize=9)
-    fig.suptitle(title)
-    fig.savefig(path)
 
 
 DEMO_CONFIG: Mapping[str, Any] = {

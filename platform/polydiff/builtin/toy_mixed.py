@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from polydiff.builtin.toy import AXIS_LIMIT, DEFAULT_NOISE, gmm_parameters
+from polydiff.builtin.toy_points import Panel, scatter_panels
 from polydiff.errors import ConfigError
 from polydiff.hookspecs import hookimpl
 from polydiff.spaces import Continuous, Discrete, Space, State
@@ -131,27 +132,12 @@ class ToyMixedModality:
         x, label = self._splits.get("validation") or self._draw(len(table) or 1, torch.Generator().manual_seed(1))
         reference = np.concatenate([x.numpy(), label.numpy()[:, None]], axis=1)[:max(len(table), 1)]
         png = out_dir / "samples.png"
-        _labelled_scatter(table, reference, png, title=f"toy-mixed {self.dataset_name}")
+        scatter_panels([Panel(table[:, :2], f"samples (n={len(table)})", colour_by=table[:, 2]),
+                        Panel(reference[:, :2], f"validation data (n={len(reference)})", colour_by=reference[:, 2])],
+                       png, title=f"toy-mixed {self.dataset_name} (colour = label)", limits=(-AXIS_LIMIT, AXIS_LIMIT))
         return [png, csv]
 
 
-def _labelled_scatter(samples: np.ndarray, reference: np.ndarray, path: Path, *, title: str) -> None:
-    """Two panels of points coloured by label, on the fixed toy axes (no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    for i, (table, name) in enumerate(((samples, f"samples (n={len(samples)})"),
-                                       (reference, f"validation data (n={len(reference)})"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        ax.scatter(table[:, 0], table[:, 1], c=table[:, 2], cmap="tab10", vmin=0, vmax=9, s=2, linewidths=0)
-        ax.set_xlim(-AXIS_LIMIT, AXIS_LIMIT)
-        ax.set_ylim(-AXIS_LIMIT, AXIS_LIMIT)
-        ax.set_aspect("equal")
-        ax.set_title(name, fontsize=9)
-    fig.suptitle(f"{title} (colour = label)")
-    fig.savefig(path)
 
 
 DEMO_CONFIG: Mapping[str, Any] = {

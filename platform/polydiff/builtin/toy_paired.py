@@ -28,6 +28,7 @@ import torch
 
 from polydiff.builtin.toy import AXIS_LIMIT, DEFAULT_NOISE, draw
 from polydiff.errors import ConfigError
+from polydiff.builtin.toy_points import Panel, decode_points, encode_points, scatter_panels
 from polydiff.hookspecs import hookimpl
 from polydiff.spaces import Continuous, Space, State
 from polydiff.specs import ModalitySpec
@@ -134,14 +135,11 @@ class ToyPairedModality:
 
     def decode(self, state: State) -> np.ndarray:
         """The points of ``x`` as a float32 array of shape ``(N, 2)``."""
-        return state["x"].detach().cpu().float().numpy()
+        return decode_points(state)
 
     def encode(self, decoded: Any) -> dict[str, torch.Tensor]:
         """Inverse of ``decode``: an ``(N, 2)`` array -> ``{"x": (N, 2) float32}``."""
-        x = torch.as_tensor(np.asarray(decoded), dtype=torch.float32)
-        if x.ndim != 2 or x.shape[1] != 2:
-            raise ValueError(f"modality 'toy-paired': expected an array of shape (N, 2), got {tuple(x.shape)}")
-        return {"x": x}
+        return encode_points(decoded, self.name)
 
     def write_artefacts(self, samples: State, out_dir: Path) -> list[Path]:
         """Write ``samples.png`` (source x1, restored x, clean validation x0) and ``samples.csv``.
@@ -163,28 +161,12 @@ class ToyPairedModality:
             header += ",source_0,source_1"
         np.savetxt(csv, np.concatenate(columns, axis=1), delimiter=",", header=header, comments="", fmt="%.6g")
         png = out_dir / "samples.png"
-        panels = ((sources, f"source x1 (n={len(sources)})"), (restored, f"restored x (n={len(restored)})"),
-                  (clean, f"clean validation x0 (n={len(clean)})"))
-        _scatter_panels(panels, png, title=f"toy-paired {self.dataset_name}")
+        panels = [Panel(sources, f"source x1 (n={len(sources)})"), Panel(restored, f"restored x (n={len(restored)})"),
+                  Panel(clean, f"clean validation x0 (n={len(clean)})")]
+        scatter_panels(panels, png, title=f"toy-paired {self.dataset_name}", limits=(-AXIS_LIMIT, AXIS_LIMIT))
         return [png, csv]
 
 
-def _scatter_panels(panels: tuple[tuple[np.ndarray, str], ...], path: Path, *, title: str) -> None:
-    """Scatter panels side by side on fixed axes, drawn without pyplot (safe in threads)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4 * len(panels), 4), dpi=100)
-    FigureCanvasAgg(fig)
-    for i, (points, name) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, linewidths=0, color=f"C{i}")
-        ax.set_xlim(-AXIS_LIMIT, AXIS_LIMIT)
-        ax.set_ylim(-AXIS_LIMIT, AXIS_LIMIT)
-        ax.set_aspect("equal")
-        ax.set_title(name, fontsize=9)
-    fig.suptitle(title)
-    fig.savefig(path)
 
 
 DEMO_CONFIG: Mapping[str, Any] = {
