@@ -225,7 +225,11 @@ class Experiment:
 
     def evaluate(self, samples: State, reference: State, *, generator: torch.Generator | None = None,
                  metrics: list[str] | None = None) -> list[dict[str, Any]]:
-        """Tidy metric rows comparing ``samples`` with ``reference`` (diffused fields only)."""
+        """Tidy metric rows comparing ``samples`` with ``reference`` (diffused fields only).
+
+        A metric function that takes a keyword ``modality`` also gets the Modality object
+        (for metrics that need the training data, e.g. a feature classifier trained on it).
+        """
         names = metrics if metrics is not None else self.config["evaluation"]["metrics"]
         registry = self.manager.registry
         if names is None:
@@ -234,7 +238,8 @@ class Experiment:
         rows = []
         for name in names:
             spec = registry.get("metric", name)
-            for row in spec.function(samples, reference, spaces=self.spaces, generator=generator):
+            extra = {"modality": self.modality} if _accepts(spec.function, "modality") else {}
+            for row in spec.function(samples, reference, spaces=self.spaces, generator=generator, **extra):
                 rows.append({"metric": name, **row})
         return rows
 

@@ -174,7 +174,9 @@ class MetricSpec(_Spec):
     Attributes:
         function: ``function(samples: State, reference: State, *, spaces, generator)
             -> list[dict]`` tidy rows, each at least ``{"metric": name, "value": float}``
-            (extra keys such as ``"field"`` allowed).
+            (extra keys such as ``"field"`` allowed). A function that also declares a
+            keyword ``modality`` receives the Modality object (opt-in, like pluggy's
+            arguments): for metrics that need the training split.
         modalities: modality names it applies to; empty means every modality.
         higher_is_better: the direction used by comparison reports.
     """

@@ -721,7 +721,8 @@ def check_checkpoint_roundtrip(component: Component, ctx: CheckContext) -> None:
 # Metrics
 # ---------------------------------------------------------------------------
 
-def _metric_data(component: Component, ctx: CheckContext) -> tuple[dict, dict, dict]:
+def _metric_data(component: Component, ctx: CheckContext) -> tuple[dict, dict, dict, dict]:
+    """``(samples, reference, spaces, extra keywords)`` for a metric check."""
     modalities = sorted(component.spec.modalities & set(ctx.manager.registry.names("modality")))
     if modalities:
         modality = build_modality(modalities[0], ctx)
@@ -729,21 +730,24 @@ def _metric_data(component: Component, ctx: CheckContext) -> tuple[dict, dict, d
         samples = data_batch(modality, n, "train")
         reference = data_batch(modality, n, "validation")
         keep = modality.spaces
-        return {f: samples[f] for f in keep}, {f: reference[f] for f in keep}, dict(keep)
+        params = inspect.signature(component.spec.function).parameters
+        extra = {"modality": modality} if "modality" in params else {}
+        return {f: samples[f] for f in keep}, {f: reference[f] for f in keep}, dict(keep), extra
     spaces = {"x": polydiff.Continuous((2,)), "tokens": polydiff.Discrete((3,), vocab_size=4)}
     g = ctx.generator(10)
     n = ctx.budget.n_samples
     samples = {"x": torch.randn(n, 2, generator=g), "tokens": torch.randint(4, (n, 3), generator=g)}
     reference = {"x": 1.5 + torch.randn(n, 2, generator=g), "tokens": torch.randint(2, (n, 3), generator=g)}
-    return samples, reference, spaces
+    return samples, reference, spaces, {}
 
 
 def check_finite_rows(component: Component, ctx: CheckContext) -> None:
     """The metric returns a non-empty list of tidy rows, each a dict with a string
-    ``metric`` and a finite float ``value``, on data of its modality (or, for metrics of
-    any modality, a State with a 2-D Gaussian field and a discrete field of 3 tokens)."""
-    samples, reference, spaces = _metric_data(component, ctx)
-    rows = component.spec.function(samples, reference, spaces=spaces, generator=ctx.generator(11))
+    ``metric`` and a finite float ``value``, on data of its modality (passed as ``modality=``
+    when the function takes it), or, for metrics of any modality, on a State with a 2-D
+    Gaussian field and a discrete field of 3 tokens."""
+    samples, reference, spaces, extra = _metric_data(component, ctx)
+    rows = component.spec.function(samples, reference, spaces=spaces, generator=ctx.generator(11), **extra)
     assert isinstance(rows, list) and rows, f"metric {component.name!r} returned {type(rows).__name__}, expected a non-empty list"
     for row in rows:
         assert isinstance(row, dict), f"metric {component.name!r}: row {row!r} is not a dict"
