@@ -121,12 +121,16 @@ class DenoiserSpec(_Spec):
         modalities: modality names it is built for; empty means any modality whose fields
             are of the accepted space kinds.
         conditional: whether it accepts ``cond`` (and so classifier-free guidance).
+        kit_options: factory options that make the network small enough for the
+            conformance kit's tiny training runs (e.g. ``{"channels": 16}``); the kit also
+            passes ``width`` and ``depth`` when the factory takes them.
     """
 
     factory: Callable[..., Any] = None  # type: ignore[assignment]
     spaces: frozenset[str] = frozenset({"continuous", "bounded"})
     modalities: frozenset[str] = frozenset()
     conditional: bool = False
+    kit_options: Mapping[str, Any] = field(default_factory=dict)
     kind = "denoiser"
 
     def problems(self) -> list[str]:

@@ -596,8 +596,10 @@ def check_rejects_unsupported_family(component: Component, ctx: CheckContext) ->
 # ---------------------------------------------------------------------------
 
 def _denoiser_options(spec: polydiff.DenoiserSpec, budget: Budget) -> dict[str, Any]:
+    """``width`` and ``depth`` of the budget where the factory takes them, then the spec's ``kit_options``."""
     params = inspect.signature(spec.factory).parameters
-    return {key: value for key, value in (("width", budget.width), ("depth", budget.depth)) if key in params}
+    sized = {key: value for key, value in (("width", budget.width), ("depth", budget.depth)) if key in params}
+    return {**sized, **dict(getattr(spec, "kit_options", {}) or {})}
 
 
 def kit_config(component: Component, ctx: CheckContext) -> dict[str, dict[str, Any]]:
