@@ -202,7 +202,7 @@ def test_demo_reports_every_modality_and_failures(tmp_path, monkeypatch, capsys)
         assert (out / link).is_file()
     table = pd.read_csv(out / "metrics.csv")
     toys = {"builtin.toy", "builtin.toy_tokens", "builtin.toy_box", "builtin.toy_paired", "builtin.toy_mixed"}
-    assert set(table["plugin"]) == toys and (table["nfe"] > 0).all()
+    assert toys <= set(table["plugin"]) and (table["nfe"] > 0).all()  # plus any installed plugin's demo
     assert "brokentoy" in capsys.readouterr().err
 
 
