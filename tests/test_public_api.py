@@ -10,7 +10,8 @@ import polydiff
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = {
     "AdaLayerNorm", "Bounded", "BridgeCorruption", "CompositeCorruption", "CosineMasking", "LinearMasking",
-    "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
+    "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect",
+    "DiTBlock", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
     "CorruptionSpec", "DataMissingError", "DenoiserSpec", "Discrete", "DuplicateNameError", "EDM",
     "EDMPreconditioning", "Experiment", "Flow", "FourierEmbedding", "GaussianCorruption",
     "IncompatibleSpaceError", "MLPDenoiser", "Metric", "MetricSpec", "Modality", "ModalitySpec",

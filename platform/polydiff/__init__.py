@@ -11,7 +11,7 @@ from polydiff.corruptions import (BridgeCorruption, CompositeCorruption, Corrupt
                                   MaskedCorruption, Prediction, ReflectedCorruption, UniformCorruption, append_dims,
                                   eps_to_x0, flow_velocity_to_x0, reflect, v_to_x0, x0_to_eps, x0_to_flow_velocity,
                                   x0_to_v)
-from polydiff.denoisers import (AdaLayerNorm, EDMPreconditioning, FourierEmbedding, MLPDenoiser,
+from polydiff.denoisers import (AdaLayerNorm, DiTBlock, EDMPreconditioning, FourierEmbedding, MLPDenoiser,
                                 SinusoidalEmbedding)
 from polydiff.errors import (CheckpointError, ConfigError, DataMissingError, DuplicateNameError,
                              IncompatibleSpaceError, NonFiniteLossError, PluginLoadError, PolydiffError,
@@ -31,7 +31,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaLayerNorm", "Bounded", "BridgeCorruption", "CompositeCorruption", "CosineMasking", "LinearMasking",
-    "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
+    "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect",
+    "DiTBlock", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
     "CorruptionSpec", "DataMissingError", "DenoiserSpec", "Discrete", "DuplicateNameError", "EDM",
     "EDMPreconditioning", "Experiment", "Flow", "FourierEmbedding", "GaussianCorruption",
     "IncompatibleSpaceError", "MLPDenoiser", "Metric", "MetricSpec", "Modality", "ModalitySpec",

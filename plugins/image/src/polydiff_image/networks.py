@@ -390,35 +390,6 @@ def sincos_positions_2d(rows: int, cols: int, width: int) -> torch.Tensor:
     return torch.cat([r[:, None].expand(rows, cols, -1), c[None].expand(rows, cols, -1)], dim=-1).reshape(-1, width)
 
 
-class DiTBlock(nn.Module):
-    """Self-attention and MLP, each modulated by adaLN-Zero (Peebles & Xie 2023, Sec. 3.2, Fig. 3).
-
-    ``h = h + g1 * Attn(LN(h) (1 + s1) + b1)``, then the same for the MLP; the six vectors
-    come from a zero-initialised linear map of SiLU(c), so each block starts as the identity.
-    """
-
-    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
-        super().__init__()
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
-        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Dropout(dropout),
-                                 nn.Linear(hidden, width))
-        self.modulation = _zero(nn.Linear(width, 6 * width))
-
-    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """``h`` ``(B, N, W)``, ``c`` ``(B, W)`` -> ``(B, N, W)``."""
-        b1, s1, g1, b2, s2, g2 = self.modulation(F.silu(c))[:, None].chunk(6, dim=-1)
-        x = self.norm1(h) * (1 + s1) + b1
-        b, n, w = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        attn = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, w)
-        h = h + g1 * self.proj(attn)
-        return h + g2 * self.mlp(self.norm2(h) * (1 + s2) + b2)
-
-
 class DiT(nn.Module):
     """A small Diffusion Transformer for one image field (Peebles & Xie 2023).
 
@@ -454,7 +425,7 @@ class DiT(nn.Module):
             self.pos = nn.Parameter(0.02 * torch.randn(n, width))
         else:
             self.register_buffer("pos", sincos_positions_2d(*self.grid, width), persistent=False)
-        self.blocks = nn.ModuleList(DiTBlock(width, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.blocks = nn.ModuleList(polydiff.DiTBlock(width, heads, mlp_ratio, dropout) for _ in range(depth))
         self.out_norm = polydiff.AdaLayerNorm(width, width)
         self.head = _zero(nn.Linear(width, patch * patch * self.io.out_channels))
         _report_size("dit", self)
