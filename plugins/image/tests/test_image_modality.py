@@ -206,3 +206,21 @@ def test_spec_and_demo_config() -> None:
     assert DEMO["modality"]["dataset"] == "digits" and DEMO["denoiser"]["name"] == "unet"
     assert DEMO["sampling"] == {"sampler": "heun", "steps": 18, "n": 256}
     assert DEMO["evaluation"]["metrics"] == ["fd_classifier"]
+
+
+def test_restoration_png_adds_the_clean_image_only_when_the_pairing_is_verified(tmp_path):
+    from PIL import Image
+
+    from polydiff_image.modality import ImageModality
+
+    modality = ImageModality(dataset="digits", task="inpaint")
+    validation = modality.dataset("validation")
+    batch = torch.utils.data.default_collate([validation[i] for i in range(6)])
+    restored = torch.zeros_like(batch["image"]) - 1.0
+    in_order = modality.write_artefacts({"image": restored, "degraded": batch["degraded"]}, tmp_path / "a")
+    shuffled = modality.write_artefacts({"image": restored, "degraded": batch["degraded"].flip(0)}, tmp_path / "b")
+    width = {name: Image.open(paths[-1]).size[0] for name, paths in (("in_order", in_order), ("shuffled", shuffled))}
+    assert in_order[-1].name == "restoration.png"
+    # three panels per item (degraded | restored | clean) against two when the pairing fails
+    scale = modality._scale()
+    assert width["in_order"] >= 3 * 8 * scale and width["in_order"] > width["shuffled"]

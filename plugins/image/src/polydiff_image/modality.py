@@ -303,7 +303,10 @@ class ImageModality:
 
     def write_artefacts(self, samples: polydiff.State, out_dir: Path) -> list[Path]:
         """Write ``samples.png`` (a grid, nearest-upscaled), ``samples.npz`` and, when ``samples``
-        holds ``"degraded"``, ``restoration.png`` (degraded | restored pairs)."""
+        holds ``"degraded"``, ``restoration.png``: degraded | restored | clean triptychs when
+        the degraded images are those of the validation items in order (how ``polydiff
+        evaluate`` and ``polydiff sample`` draw them; checked pixel for pixel), else
+        degraded | restored pairs."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         pixels = self.decode(samples)
@@ -315,11 +318,27 @@ class ImageModality:
         if "degraded" in samples:
             degraded = self.decode({"image": samples["degraded"]})
             arrays["degraded"] = degraded
-            pairs = np.stack([degraded[:MAX_TILES // 2], pixels[:MAX_TILES // 2]], axis=3)
+            k = MAX_TILES // 3
+            panels = [degraded[:k], pixels[:k]]
+            clean = self._clean_of(degraded[:k])
+            if clean is not None:
+                panels.append(clean)
             paths.append(out_dir / "restoration.png")
-            save_png(pair_grid(pairs, self._scale()), paths[-1])
+            save_png(pair_grid(np.stack(panels, axis=3), self._scale()), paths[-1])
         np.savez_compressed(paths[1], **arrays)
         return paths
+
+    def _clean_of(self, degraded: np.ndarray) -> np.ndarray | None:
+        """The clean validation images whose degraded versions are ``degraded`` (uint8
+        ``(K, H, W, C)``), item i paired with validation item i; None if any pair differs."""
+        validation = self.dataset("validation")
+        if len(validation) == 0:
+            return None
+        items = [validation[i % len(validation)] for i in range(len(degraded))]
+        expected = self.decode({"image": torch.stack([item["degraded"] for item in items])})
+        if not np.array_equal(expected, degraded):
+            return None
+        return self.decode({"image": torch.stack([item["image"] for item in items])})
 
     def _scale(self) -> int:
         return max(1, min(8, math.ceil(96 / max(self.image_shape[1:]))))
@@ -350,10 +369,13 @@ def grid(pixels: np.ndarray, scale: int = 4, columns: int | None = None) -> np.n
 
 
 def pair_grid(pairs: np.ndarray, scale: int = 4) -> np.ndarray:
-    """uint8 ``(N, H, W, 2, C)`` (degraded, restored) -> a grid of side-by-side pairs."""
-    n, h, w, _, c = pairs.shape
-    side_by_side = np.concatenate([pairs[:, :, :, 0], np.full((n, h, 1, c), 255, np.uint8), pairs[:, :, :, 1]], axis=2)
-    return grid(side_by_side, scale, columns=max(1, math.ceil(math.sqrt(n / 2))))
+    """uint8 ``(N, H, W, K, C)`` (e.g. degraded, restored[, clean]) -> a grid of the K panels of
+    each item side by side, separated by a white line."""
+    n, h, w, k, c = pairs.shape
+    line = np.full((n, h, 1, c), 255, np.uint8)
+    pieces = [part for j in range(k) for part in ((line,) if j else ()) + (pairs[:, :, :, j],)]
+    side_by_side = np.concatenate(pieces, axis=2)
+    return grid(side_by_side, scale, columns=max(1, math.ceil(math.sqrt(n / k))))
 
 
 def save_png(image: np.ndarray, path: Path) -> None:
