@@ -39,7 +39,12 @@ class Modality(Protocol):
         """Inverse of ``decode``: ``encode(decode(x))`` equals ``x`` up to quantisation."""
 
     def write_artefacts(self, samples: State, out_dir: Path) -> list[Path]:
-        """Write files a person can open (PNG, WAV, CSV, ...) for a batch of samples; return their paths."""
+        """Write files a person can open (PNG, WAV, CSV, ...) for a batch of samples; return their paths.
+
+        Optional, not part of the protocol check: ``write_trajectory(frames, out_dir) ->
+        list[Path]`` draws a denoising trajectory from a list of States (clean estimates per
+        sampler step, the last the samples); see ``polydiff.training.periodic.write_trajectory``.
+        """
 
 
 PredictFn = Callable[[State, torch.Tensor], "Mapping[str, Prediction]"]

@@ -101,5 +101,49 @@ def sample_and_evaluate(experiment: Any, model: nn.Module, out_dir: Path, *, n: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in experiment.modality.write_artefacts({**(cond or {}), **samples}, out_dir)]
+    paths += write_trajectory(experiment, model, out_dir, generator=generator, device=device, sampler=sampler,
+                              steps=steps, cond=cond)
     paths.append(write_rows_csv(rows, out_dir / "metrics.csv"))
     return samples, rows, paths
+
+
+TRAJECTORY_ITEMS, TRAJECTORY_FRAMES = 8, 8
+"""A trajectory artefact follows this many samples through this many evenly spaced steps."""
+
+
+def _estimate(prediction: Any, space: Any) -> torch.Tensor:
+    """A prediction's clean estimate as a batch of the field's space (argmax ids for discrete fields)."""
+    if space.kind == "discrete":
+        return prediction.x0.argmax(-1)
+    return prediction.x0
+
+
+def write_trajectory(experiment: Any, model: nn.Module, out_dir: Path, *, generator: torch.Generator,
+                     device: torch.device | str = "cpu", sampler: str | None = None, steps: int | None = None,
+                     cond: dict[str, torch.Tensor] | None = None) -> list[Path]:
+    """Write the modality's picture of the denoising trajectory, if it draws one.
+
+    A modality that defines ``write_trajectory(frames, out_dir) -> list[Path]`` receives
+    ``TRAJECTORY_FRAMES`` States of ``TRAJECTORY_ITEMS`` samples, from the first sampler step
+    to the final samples: each frame holds the clean estimates E[x0 | x_t] (argmax ids for
+    discrete fields) the network gave at that step, the last frame the samples themselves.
+
+    Returns:
+        The written paths (none when the modality has no ``write_trajectory``).
+    """
+    writer = getattr(experiment.modality, "write_trajectory", None)
+    if writer is None:
+        return []
+    spaces = experiment.spaces
+    estimates: list[dict[str, torch.Tensor]] = []
+
+    def record(i: int, t: float, x: Any, predictions: Any) -> None:
+        estimates.append({f: _estimate(predictions[f], spaces[f]).detach().cpu() for f in spaces})
+
+    part = None if cond is None else {k: v[:TRAJECTORY_ITEMS].to(device) for k, v in cond.items()}
+    n = TRAJECTORY_ITEMS if part is None else next(iter(part.values())).shape[0]
+    out = experiment.sample(model, n, sampler=sampler, steps=steps, generator=generator, device=device, cond=part,
+                            callback=record)
+    frames = estimates + [{f: v.detach().cpu() for f, v in out.state.items()}]
+    keep = sorted({round(i * (len(frames) - 1) / (TRAJECTORY_FRAMES - 1)) for i in range(TRAJECTORY_FRAMES)})
+    return [Path(p) for p in writer([frames[i] for i in keep], Path(out_dir)) or []]

@@ -224,3 +224,19 @@ def test_restoration_png_adds_the_clean_image_only_when_the_pairing_is_verified(
     # three panels per item (degraded | restored | clean) against two when the pairing fails
     scale = modality._scale()
     assert width["in_order"] >= 3 * 8 * scale and width["in_order"] > width["shuffled"]
+
+
+def test_trajectory_png_has_a_column_per_frame(tmp_path):
+    from PIL import Image
+
+    from polydiff_image.modality import ImageModality
+
+    modality = ImageModality(dataset="digits")
+    images = torch.stack([modality.dataset("validation")[i]["image"] for i in range(3)])
+    frames = [{"image": images * w} for w in (0.0, 0.5, 1.0, 1.0)]
+    path, = modality.write_trajectory(frames, tmp_path)
+    assert path.name == "trajectory.png"
+    width, height = Image.open(path).size
+    assert width > height  # 4 columns of frames, 3 rows of samples
+    rows = np.asarray(Image.open(path))
+    assert rows.std() > 0

@@ -328,6 +328,17 @@ class ImageModality:
         np.savez_compressed(paths[1], **arrays)
         return paths
 
+    def write_trajectory(self, frames: list[polydiff.State], out_dir: Path) -> list[Path]:
+        """``trajectory.png``: one row per sample, one column per frame (the network's clean
+        estimate at evenly spaced sampler steps, left to right, the final sample last)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        decoded = np.stack([self.decode({"image": frame["image"]}) for frame in frames], axis=1)  # (N, F, H, W, C)
+        n, f = decoded.shape[:2]
+        path = out_dir / "trajectory.png"
+        save_png(grid(decoded.reshape(n * f, *decoded.shape[2:]), self._scale(), columns=f), path)
+        return [path]
+
     def _clean_of(self, degraded: np.ndarray) -> np.ndarray | None:
         """The clean validation images whose degraded versions are ``degraded`` (uint8
         ``(K, H, W, C)``), item i paired with validation item i; None if any pair differs."""
