@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
 import pytest
 
 import polydiff
@@ -221,3 +222,33 @@ def test_module_entry_point_error_exit_code(tmp_path):
     done = _polydiff("evaluate", str(tmp_path / "missing"))
     assert done.returncode == 2
     assert done.stderr.startswith("polydiff: error: ") and "Traceback" not in done.stderr
+
+
+def test_sample_inpaints_known_values_from_a_file(run_dir, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    known = tmp_path / "known.safetensors"
+    save_file({"x": torch.tensor([1.25, 0.0]), "x.mask": torch.tensor([1.0, 0.0])}, str(known))
+    out = tmp_path / "inpainted"
+    assert main(["sample", str(run_dir), "--n", "30", "--steps", "6", "--inpaint", str(known), "--out", str(out)]) == 0
+    x = load_file(str(out / "samples.safetensors"))["x"]
+    assert torch.equal(x[:, 0], torch.full((30,), 1.25)), "the known coordinate is kept exactly"
+    assert float(x[:, 1].std()) > 0.05, "the unknown coordinate is sampled"
+    assert json.loads((out / "info.json").read_text())["inpaint"] == str(known)
+
+
+def test_inpaint_file_errors_name_the_problem(run_dir, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "bad.safetensors"
+    save_file({"x": torch.tensor([1.0, 0.0])}, str(bad))
+    assert main(["sample", str(run_dir), "--n", "4", "--inpaint", str(bad)]) == 2
+    assert "no '<field>.mask'" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"y": torch.zeros(2), "y.mask": torch.ones(2)}, str(wrong))
+    assert main(["sample", str(run_dir), "--n", "4", "--inpaint", str(wrong)]) == 2
+    assert "unknown: ['y']" in capsys.readouterr().err
+    shape = tmp_path / "shape.safetensors"
+    save_file({"x": torch.zeros(3), "x.mask": torch.ones(3)}, str(shape))
+    assert main(["sample", str(run_dir), "--n", "4", "--inpaint", str(shape)]) == 2
+    assert "expected (1, 2)" in capsys.readouterr().err

@@ -122,3 +122,24 @@ def test_sampler_option_typo_and_unknown_grid_are_config_errors(manager):
         exp.sample(exp.denoiser, 4, sampler="ddim", steps=3, grid="karas")
     out = exp.sample(exp.denoiser, 4, sampler="ddim", steps=3, eta=1.0, generator=torch.Generator().manual_seed(0))
     assert out.nfe == 3 and out.state["x"].shape == (4, 2)
+
+
+def test_inpainting_keeps_known_tokens_and_known_coordinates():
+    import polydiff as pd_
+
+    manager = pd_.make_plugin_manager(autoload=False)
+    config = pd_.config_from_dict({"modality": {"name": "toy-tokens"}, "corruption": {"name": "masked"},
+                                   "denoiser": {"name": "transformer", "width": 32, "depth": 1},
+                                   "sampling": {"sampler": "masked_cached", "steps": 8}})
+    exp = pd_.build_experiment(config, manager)
+    known = {"tokens": torch.tensor([[2, 0, 0, 1]])}
+    mask = {"tokens": torch.tensor([[1, 0, 0, 1]])}
+    out = exp.sample(exp.denoiser.eval(), 50, known=known, mask=mask, generator=torch.Generator().manual_seed(0))
+    tokens = out.state["tokens"]
+    assert torch.equal(tokens[:, 0], torch.full((50,), 2)) and torch.equal(tokens[:, 3], torch.ones(50, dtype=torch.long))
+    assert int(tokens.max()) < 4, "no mask id is left"
+    with pytest.raises(ConfigError, match="expected \\(1, 4\\) or \\(50, 4\\)"):
+        exp.sample(exp.denoiser.eval(), 50, known={"tokens": torch.zeros(1, 3, dtype=torch.long)},
+                   mask={"tokens": torch.ones(1, 3)})
+    with pytest.raises(ConfigError, match="not a diffused field"):
+        exp.sample(exp.denoiser.eval(), 50, known={"label": torch.zeros(1, 4)}, mask={"label": torch.ones(1, 4)})

@@ -4,7 +4,8 @@
 
     polydiff plugins [list [--all] [--json] | info NAME | install NAME | check NAME | new NAME [--dir D]]
     polydiff train CONFIG.toml [--set key=value ...] [--run-dir DIR] [--resume RUN_DIR]
-    polydiff sample RUN_DIR [--n N --sampler S --steps K --grid G --guidance-scale W --seed S --out DIR]
+    polydiff sample RUN_DIR [--n N --sampler S --steps K --grid G --guidance-scale W --seed S --out DIR
+                             --inpaint FILE.safetensors]
     polydiff evaluate RUN_DIR [--n N --sampler S --steps K --seed S]
     polydiff compare GRID.toml [--out DIR]
     polydiff demo [--out DIR] [--steps N]
@@ -78,7 +79,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from polydiff.runs import sample_run
 
     sample_run(args.run_dir, n=args.n, sampler=args.sampler, steps=args.steps, grid=args.grid,
-               guidance_scale=args.guidance_scale, seed=args.seed, out=args.out, manager=_manager(args))
+               guidance_scale=args.guidance_scale, seed=args.seed, out=args.out, manager=_manager(args),
+               inpaint=args.inpaint)
     return 0
 
 
@@ -157,6 +159,8 @@ def _add_run_parsers(sub) -> None:
     sample.add_argument("--grid", help="time grid: uniform, karras or logsnr")
     sample.add_argument("--guidance-scale", type=float, help="classifier-free guidance weight")
     sample.add_argument("--out", help="output folder (default RUN_DIR/samples/cli-<timestamp>)")
+    sample.add_argument("--inpaint", metavar="FILE.safetensors",
+                        help="known values <field> and masks <field>.mask (1 = known) to keep; the rest is sampled")
     sample.set_defaults(func=_cmd_sample)
     evaluate = sub.add_parser("evaluate", help="sample and compute metrics for a trained run")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")

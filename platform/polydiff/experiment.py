@@ -195,10 +195,17 @@ class Experiment:
     def sample(self, model: nn.Module, n: int, *, sampler: str | None = None, steps: int | None = None,
                grid: str | None = None, generator: torch.Generator | None = None, cond: State | None = None,
                guidance_scale: float | None = None, device: torch.device | str = "cpu",
-               callback=None, **options: Any) -> SampleOutput:
-        """Draw ``n`` samples with a registered sampler; values default to the ``[sampling]`` table."""
+               callback=None, known: State | None = None, mask: State | None = None,
+               **options: Any) -> SampleOutput:
+        """Draw ``n`` samples with a registered sampler; values default to the ``[sampling]`` table.
+
+        ``known`` / ``mask`` (field -> ``(n or 1, *field_shape)``, mask 1 where known) inpaint:
+        the known values replace the prediction's x0 at every step (``polydiff.samplers.inpaint``)
+        and, for discrete fields, are written unmasked into the prior, so masked samplers
+        condition on them exactly.
+        """
         from polydiff.samplers.grids import make_grid
-        from polydiff.samplers.guidance import classifier_free_guidance
+        from polydiff.samplers.guidance import classifier_free_guidance, inpaint
 
         s_cfg = self.config["sampling"]
         spec = self.manager.registry.get("sampler", sampler or s_cfg["sampler"])
@@ -220,8 +227,38 @@ class Experiment:
             predict = classifier_free_guidance(self.predict_fn(model, cond), self.predict_fn(model, None), scale)
         else:
             predict = self.predict_fn(model, cond)
+        if known is not None:
+            known, mask = self._known(known, mask, n, device)
+            predict = inpaint(predict, known, mask, self.processes)
+            x = {f: torch.where(mask[f].bool(), known[f].to(v.dtype), v) if self.spaces[f].kind == "discrete" else v
+                 for f, v in x.items()}
         with torch.no_grad():
             return spec.function(predict, self.processes, x, grid_t, generator=generator, callback=callback, **opts)
+
+    def _known(self, known: State, mask: State | None, n: int, device: torch.device | str
+               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Known values and masks per field, checked against the spaces and expanded to ``n``.
+
+        Raises:
+            ConfigError: a field that is not diffused, or a value / mask of the wrong shape.
+        """
+        if mask is None:
+            raise ConfigError("inpainting needs a mask for every known field (1 where known, 0 elsewhere)")
+        out_known, out_mask = {}, {}
+        for field, value in known.items():
+            if field not in self.spaces:
+                raise ConfigError(f"inpainting: {field!r} is not a diffused field; fields: {sorted(self.spaces)}")
+            if field not in mask:
+                raise ConfigError(f"inpainting: field {field!r} has known values but no mask")
+            shape = tuple(self.spaces[field].shape)
+            for what, tensor in (("values", value), ("mask", mask[field])):
+                if tuple(tensor.shape[1:]) != shape or tensor.shape[0] not in (1, n):
+                    raise ConfigError(f"inpainting: the known {what} of field {field!r} have shape "
+                                      f"{tuple(tensor.shape)}; expected (1, {', '.join(map(str, shape))}) or "
+                                      f"({n}, {', '.join(map(str, shape))})")
+            out_known[field] = value.to(device).expand(n, *shape)
+            out_mask[field] = mask[field].to(device).expand(n, *shape)
+        return out_known, out_mask
 
     def evaluate(self, samples: State, reference: State, *, generator: torch.Generator | None = None,
                  metrics: list[str] | None = None) -> list[dict[str, Any]]:

@@ -172,10 +172,13 @@ def _cond(experiment: Any, n: int) -> dict[str, torch.Tensor] | None:
 
 
 def draw_samples(experiment: Any, model: torch.nn.Module, n: int, *, sampler: str | None = None,
-                 steps: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> SampleResult:
+                 steps: int | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                 known: Mapping[str, torch.Tensor] | None = None,
+                 mask: Mapping[str, torch.Tensor] | None = None) -> SampleResult:
     """Sample ``n`` items (conditioning, if any, from the validation split) and time it.
 
-    The time grid and guidance scale come from ``experiment.config["sampling"]``.
+    The time grid and guidance scale come from ``experiment.config["sampling"]``;
+    ``known`` / ``mask`` inpaint (see ``Experiment.sample``).
     """
     from polydiff.training.periodic import draw_samples as draw
 
@@ -184,8 +187,39 @@ def draw_samples(experiment: Any, model: torch.nn.Module, n: int, *, sampler: st
     cond = _cond(experiment, n)
     start = time.perf_counter()
     state, nfe = draw(experiment, model, n, generator=generator, device=device, sampler=sampler, steps=steps,
-                      cond=cond)
+                      cond=cond, known=None if known is None else dict(known), mask=None if mask is None else dict(mask))
     return SampleResult(state, int(nfe), time.perf_counter() - start, cond=cond)
+
+
+def load_known(path: str | Path, spaces: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Read an inpainting file: a safetensors file with, per field to inpaint, the known values
+    under ``<field>`` and the mask (1 where known) under ``<field>.mask``, each of shape
+    ``field_shape``, ``(1, *field_shape)`` or ``(n, *field_shape)``.
+
+    Raises:
+        ConfigError: a missing or unreadable file, an unknown field, or a value without a mask.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise ConfigError(f"--inpaint {str(path)!r}: cannot read it as safetensors ({exc})") from exc
+    fields = sorted(k for k in tensors if not k.endswith(".mask"))
+    unknown = [f for f in fields + [k[:-5] for k in tensors if k.endswith(".mask")] if f not in spaces]
+    if unknown or not fields:
+        raise ConfigError(f"--inpaint {str(path)!r}: keys {sorted(tensors)} must be diffused fields {sorted(spaces)} "
+                          f"and '<field>.mask'" + (f"; unknown: {sorted(set(unknown))}" if unknown else ""))
+    missing = [f for f in fields if f + ".mask" not in tensors]
+    if missing:
+        raise ConfigError(f"--inpaint {str(path)!r}: fields {missing} have values but no '<field>.mask'")
+
+    def batched(t: torch.Tensor, field: str) -> torch.Tensor:
+        return t[None] if t.ndim == len(spaces[field].shape) else t
+
+    known = {f: batched(tensors[f], f) for f in fields}
+    return known, {f: batched(tensors[f + ".mask"], f) for f in fields}
 
 
 def sample_and_score(experiment: Any, model: torch.nn.Module, out_dir: Path, *, n: int, sampler: str | None = None,
@@ -218,8 +252,12 @@ def save_state(state: Mapping[str, torch.Tensor], path: Path) -> Path:
 
 def sample_run(run_dir: str | Path, *, n: int, sampler: str | None = None, steps: int | None = None,
                grid: str | None = None, guidance_scale: float | None = None, seed: int = 0,
-               out: str | Path | None = None, manager: PluginManager | None = None) -> Path:
+               out: str | Path | None = None, manager: PluginManager | None = None,
+               inpaint: str | Path | None = None) -> Path:
     """Sample ``n`` items from a run's EMA model and write artefacts, samples and info.
+
+    ``inpaint``: a safetensors file of known values and masks (``load_known``); the samples
+    keep the known parts and fill in the rest.
 
     Writes into ``out`` (default ``run_dir/samples/cli-<timestamp>``): the modality's
     artefacts, ``samples.safetensors`` and ``info.json`` (nfe, sampler, steps, seconds).
@@ -233,14 +271,16 @@ def sample_run(run_dir: str | Path, *, n: int, sampler: str | None = None, steps
     s_cfg = experiment.config["sampling"]
     s_cfg.update({k: v for k, v in (("grid", grid), ("guidance_scale", guidance_scale)) if v is not None})
     device = resolve_device(experiment.config["experiment"]["device"])
-    result = draw_samples(experiment, run.model, n, sampler=sampler, steps=steps, seed=seed, device=device)
+    known, mask = load_known(inpaint, experiment.spaces) if inpaint else (None, None)
+    result = draw_samples(experiment, run.model, n, sampler=sampler, steps=steps, seed=seed, device=device,
+                          known=known, mask=mask)
     folder = Path(out) if out else fresh_dir(Path(run_dir) / "samples" / f"cli-{timestamp()}")
     folder.mkdir(parents=True, exist_ok=True)
     experiment.modality.write_artefacts(result.with_cond(), folder)
     save_state(result.state, folder / "samples.safetensors")
     info = {"run_dir": str(run_dir), "checkpoint_step": run.step, "n": n, "seed": seed,
             "sampler": sampler or s_cfg["sampler"], "steps": steps or s_cfg["steps"], "grid": s_cfg["grid"],
-            "guidance_scale": s_cfg["guidance_scale"],
+            "guidance_scale": s_cfg["guidance_scale"], "inpaint": str(inpaint) if inpaint else None,
             "nfe": result.nfe, "seconds": round(result.seconds, 4)}
     (folder / "info.json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"{n} samples ({info['sampler']}, {info['steps']} steps, NFE {result.nfe}, "

@@ -30,11 +30,13 @@ def reference_batch(experiment: Any, n: int, split: str | None = None) -> dict[s
 
 def draw_samples(experiment: Any, model: nn.Module, n: int, *, generator: torch.Generator,
                  device: torch.device | str = "cpu", sampler: str | None = None, steps: int | None = None,
-                 cond: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], int]:
+                 cond: dict[str, torch.Tensor] | None = None, known: dict[str, torch.Tensor] | None = None,
+                 mask: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], int]:
     """Draw ``n`` samples in chunks of ``[sampling] batch_size``.
 
     Args:
         cond: conditioning fields for the ``n`` samples, each ``(n, ...)``, or None.
+        known, mask: inpainting (``Experiment.sample``), each ``(1 or n, *field_shape)``, or None.
 
     Returns:
         ``(samples on the CPU, each (n, *field_shape); NFE per sample)``.
@@ -46,10 +48,17 @@ def draw_samples(experiment: Any, model: nn.Module, n: int, *, generator: torch.
         m = min(chunk, n - start)
         part = None if cond is None else {k: v[start:start + m].to(device) for k, v in cond.items()}
         out = experiment.sample(model, m, sampler=sampler, steps=steps, generator=generator, device=device,
-                                cond=part)
+                                cond=part, known=_rows(known, start, m), mask=_rows(mask, start, m))
         pieces.append({k: v.detach().cpu() for k, v in out.state.items()})
         nfe = max(nfe, int(out.nfe))
     return {k: torch.cat([p[k] for p in pieces]) for k in pieces[0]}, nfe
+
+
+def _rows(state: dict[str, torch.Tensor] | None, start: int, m: int) -> dict[str, torch.Tensor] | None:
+    """Rows ``start .. start + m`` of each per-sample tensor of ``state`` (shared ones, batch 1, as they are)."""
+    if state is None:
+        return None
+    return {k: v if v.shape[0] == 1 else v[start:start + m] for k, v in state.items()}
 
 
 def write_rows_csv(rows: list[dict[str, Any]], path: Path) -> Path:
