@@ -183,11 +183,14 @@ class MetricSpec(_Spec):
             arguments): for metrics that need the training split.
         modalities: modality names it applies to; empty means every modality.
         higher_is_better: the direction used by comparison reports.
+        kit_options: modality options the conformance kit builds the metric's modality
+            with (e.g. ``{"conditional": True}`` for a metric of class-conditional samples).
     """
 
     function: Callable[..., Any] = None  # type: ignore[assignment]
     modalities: frozenset[str] = frozenset()
     higher_is_better: bool = False
+    kit_options: Mapping[str, Any] = field(default_factory=dict)
     kind = "metric"
 
     def problems(self) -> list[str]:

@@ -727,7 +727,7 @@ def _metric_data(component: Component, ctx: CheckContext) -> tuple[dict, dict, d
     """``(samples, reference, spaces, extra keywords)`` for a metric check."""
     modalities = sorted(component.spec.modalities & set(ctx.manager.registry.names("modality")))
     if modalities:
-        modality = build_modality(modalities[0], ctx)
+        modality = build_modality(modalities[0], ctx, **dict(getattr(component.spec, "kit_options", {}) or {}))
         n = ctx.budget.n_samples
         samples = data_batch(modality, n, "train")
         reference = data_batch(modality, n, "validation")
@@ -745,8 +745,8 @@ def _metric_data(component: Component, ctx: CheckContext) -> tuple[dict, dict, d
 
 def check_finite_rows(component: Component, ctx: CheckContext) -> None:
     """The metric returns a non-empty list of tidy rows, each a dict with a string
-    ``metric`` and a finite float ``value``, on data of its modality (passed as ``modality=``
-    when the function takes it), or, for metrics of any modality, on a State with a 2-D
+    ``metric`` and a finite float ``value``, on data of its modality (built with the spec's
+    ``kit_options``, passed as ``modality=`` when the function takes it), or, for metrics of any modality, on a State with a 2-D
     Gaussian field and a discrete field of 3 tokens."""
     samples, reference, spaces, extra = _metric_data(component, ctx)
     rows = component.spec.function(samples, reference, spaces=spaces, generator=ctx.generator(11), **extra)

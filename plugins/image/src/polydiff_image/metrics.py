@@ -376,12 +376,13 @@ def metric_specs() -> Iterator[polydiff.MetricSpec]:
                               modalities=image, higher_is_better=True)
     yield polydiff.MetricSpec(name="class_accuracy", summary="classifier accuracy of class-conditional samples "
                               "against their conditioning labels", function=class_accuracy, modalities=image,
-                              higher_is_better=True)
+                              higher_is_better=True, kit_options={"conditional": True})
     yield polydiff.MetricSpec(name="psnr", summary="PSNR of restored images against the clean reference, "
-                              "paired by index", function=psnr, modalities=image, higher_is_better=True)
+                              "paired by index", function=psnr, modalities=image, higher_is_better=True,
+                              kit_options={"task": "denoise"})
     yield polydiff.MetricSpec(name="ssim", summary="SSIM (Wang et al. 2004; Gaussian window 11, sigma 1.5) of "
                               "restored images against the clean reference", function=ssim, modalities=image,
-                              higher_is_better=True)
+                              higher_is_better=True, kit_options={"task": "denoise"})
     yield polydiff.MetricSpec(name="memorisation", summary="median nearest-training-image distance of samples "
                               "over that of held-out images", function=memorisation, modalities=image,
                               higher_is_better=True)
