@@ -3,7 +3,7 @@
 With an exact denoiser the only error left is the sampler's own (discretisation and, for
 discrete samplers, drawing tokens independently within a step), so one table compares
 every sampler of every family at equal step counts. The toy laws are the conformance
-kit's (``polydiff.testing.checks.sampler_problem``):
+kit's (``polydiff.testing.problems.sampler_problem``):
 
 ==========  ==============================================  ==============================
 family      law                                             error
@@ -48,7 +48,8 @@ from polydiff.evaluation.categorical import tv_to_law
 from polydiff.evaluation.mmd import mmd_squared
 from polydiff.samplers.grids import make_grid
 from polydiff.testing.budgets import TINY
-from polydiff.testing.checks import CheckContext, SamplerProblem, sampler_problem
+from polydiff.testing.checks import CheckContext
+from polydiff.testing.problems import SamplerProblem, fixed_law, sampler_problem
 
 RESULTS = Path(__file__).parent / "results"
 FAMILIES = ("gaussian", "masked", "uniform", "reflected", "bridge")
@@ -77,9 +78,7 @@ def _exact(family: str, problem: SamplerProblem, n: int, generator: torch.Genera
 
 
 def _law(problem: SamplerProblem) -> torch.Tensor:
-    from polydiff.testing.checks import _fixed_law
-
-    return _fixed_law().reshape(3, 3, 3)
+    return fixed_law().reshape(3, 3, 3)
 
 
 def error(family: str, problem: SamplerProblem, samples: torch.Tensor, seed: int) -> float:

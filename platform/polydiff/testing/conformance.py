@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import polydiff
 from polydiff.testing import checks as C
 from polydiff.testing.budgets import Budget, get_budget
+from polydiff.testing.problems import SAMPLER_FAMILY_ORDER
 
 Check = Callable[[C.Component, C.CheckContext], None]
 ALL_FAMILIES = frozenset({"gaussian", "masked", "uniform", "reflected", "bridge"})
@@ -126,7 +127,7 @@ def _denoiser_checks(spec: Any, plugin: str, ctx: C.CheckContext) -> Iterator[tu
 def _sampler_checks(spec: Any) -> Iterator[tuple[C.Component, Check]]:
     component = C.Component("sampler", spec.name, spec)
     yield component, C.check_signature_matches_protocol
-    if any(f in spec.families for f in C.SAMPLER_FAMILY_ORDER):
+    if any(f in spec.families for f in SAMPLER_FAMILY_ORDER):
         for check in (C.check_returns_declared_space, C.check_seeded_determinism, C.check_nfe_reported):
             yield component, check
     if not ALL_FAMILIES <= set(spec.families):

@@ -13,6 +13,8 @@ Fixtures:
     run_dir: an empty run folder under the test's ``tmp_path``.
     no_network (autouse): ``socket.connect`` to anything but loopback or a Unix socket
         raises, because nothing in polydiff may download at run time (DESIGN section 10).
+    private_cache (autouse, per session): ``POLYDIFF_CACHE`` points at a folder of the test
+        session, so plugins' caches (e.g. feature classifiers) never land in ~/.cache.
 """
 from __future__ import annotations
 
@@ -105,3 +107,17 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Point ``POLYDIFF_CACHE`` at a folder of this test session; restore it afterwards."""
+    import os
+
+    previous = os.environ.get("POLYDIFF_CACHE")
+    os.environ["POLYDIFF_CACHE"] = str(tmp_path_factory.mktemp("polydiff-cache"))
+    yield Path(os.environ["POLYDIFF_CACHE"])
+    if previous is None:
+        os.environ.pop("POLYDIFF_CACHE", None)
+    else:
+        os.environ["POLYDIFF_CACHE"] = previous
