@@ -36,6 +36,7 @@ def test_specs_declare_the_two_networks():
     specs = {s.name: s for s in denoiser_specs()}
     assert set(specs) == {"text_transformer", "text_causal"}
     assert specs["text_causal"].causal and not specs["text_transformer"].causal
+    assert specs["text_transformer"].conditional and not specs["text_causal"].conditional
     assert specs["text_transformer"].spaces == {"discrete", "continuous"}
     assert specs["text_causal"].spaces == {"discrete"}
     assert not specs["text_causal"].modalities and not specs["text_transformer"].modalities
@@ -62,6 +63,26 @@ def test_continuous_field_maps_vectors_to_vectors_and_trains():
     assert out.shape == (4, L, D)
     (out - x.detach()).square().sum().backward()
     assert net.trunk.head.weight.grad is not None and net.trunk.head.weight.grad.abs().sum() > 0
+
+
+def test_a_field_of_scalars_is_a_sequence_of_one_feature():
+    net = scrambled(TextTransformer({"x": polydiff.Continuous((5,))}, **SMALL))
+    assert net({"x": torch.randn(3, 5)}, torch.rand(3))["x"].shape == (3, 5)
+
+
+def test_labels_and_per_position_fields_condition_the_bidirectional_network():
+    cond_spaces = {"label": polydiff.Discrete((1,), 3), "source": polydiff.Continuous((L, 2))}
+    net = scrambled(TextTransformer(TOKENS, cond_spaces, **SMALL))
+    x, t = ids(2), torch.full((2,), 0.5)
+    cond = {"label": torch.tensor([[0], [2]]), "source": torch.randn(2, L, 2)}
+    null = {"label": torch.full((2, 1), 3), "source": torch.zeros(2, L, 2)}
+    with torch.no_grad():
+        given, dropped, absent = (net({"tokens": x}, t, c)["tokens"] for c in (cond, null, None))
+        other_label = net({"tokens": x}, t, {**cond, "label": torch.tensor([[1], [1]])})["tokens"]
+    assert torch.equal(dropped, absent)  # a missing field is the null value of classifier-free guidance
+    assert not torch.allclose(given, absent, atol=1e-4) and not torch.allclose(given, other_label, atol=1e-4)
+    with pytest.raises(ValueError, match="conditioning field 'prefix'"):
+        TextTransformer(TOKENS, {"prefix": polydiff.Discrete((L + 1,), V)})
 
 
 def test_other_fields_and_conditioning_are_refused():

@@ -13,6 +13,7 @@ text_transformer   ``Discrete((L,), V)``       embedding of an id in [0, V]  log
                                                (V = the mask / placeholder)
 text_transformer   ``Continuous((L, d))``      linear map of the d-vector    ``(B, L, d)``
                    (Diffusion-LM embeddings)
+text_transformer   ``Continuous((L,))``        linear map of the scalar      ``(B, L)``
 text_causal        ``Discrete((L,), V)``       embedding of the id at i - 1  logits ``(B, L, V)``
                                                (a learned BOS at i = 0)      of p(x_i | x_<i)
 =================  ==========================  ============================  ====================
@@ -25,8 +26,10 @@ constant) and offers ``decoder(n, cond)`` for cached decoding: an object whose
 ``step(prev)`` takes the ids at the previous position (None at the first) and returns the
 next position's logits ``(n, V)`` from a key / value cache of the earlier positions.
 
-Neither network takes conditioning fields. Building either prints its parameter count to
-stderr (``"text_transformer: 1.23 M parameters"``) and keeps it as ``parameter_count``.
+``text_transformer`` also takes class labels and per-position conditioning fields (a
+bridge's source sequence); ``text_causal`` takes none. Building either prints its parameter
+count to stderr (``"text_transformer: 1.23 M parameters"``) and keeps it as
+``parameter_count``.
 """
 from __future__ import annotations
 
@@ -51,12 +54,12 @@ def _report_size(name: str, module: nn.Module) -> int:
 
 
 def _sequence_field(network: str, spaces: Mapping[str, polydiff.Space], kinds: frozenset[str],
-                    cond_spaces: Mapping[str, polydiff.Space] | None) -> tuple[str, polydiff.Space]:
+                    cond_spaces: Mapping[str, polydiff.Space] | None = None) -> tuple[str, polydiff.Space]:
     """The one diffused sequence field and its space.
 
     Raises:
         ValueError: not exactly one field, a field that is not ``(L,)`` discrete or
-            ``(L, d)`` continuous (of ``kinds``), or conditioning fields were given.
+            ``(L,)`` / ``(L, d)`` continuous (of ``kinds``), or conditioning fields were given.
     """
     if cond_spaces:
         raise ValueError(f"{network} denoiser: takes no conditioning fields, got {sorted(cond_spaces)}; "
@@ -64,9 +67,10 @@ def _sequence_field(network: str, spaces: Mapping[str, polydiff.Space], kinds: f
     if len(spaces) != 1:
         raise ValueError(f"{network} denoiser: takes exactly one diffused sequence field, got fields {sorted(spaces)}")
     field, space = next(iter(spaces.items()))
-    rank = {"discrete": 1, "continuous": 2}
-    if space.kind not in kinds or len(space.shape) != rank.get(space.kind):
-        accepted = " or ".join(["Discrete((L,), V)"] + (["Continuous((L, d))"] if "continuous" in kinds else []))
+    ranks = {"discrete": (1,), "continuous": (1, 2)}
+    if space.kind not in kinds or len(space.shape) not in ranks.get(space.kind, ()):
+        continuous = ["Continuous((L, d))", "Continuous((L,))"] if "continuous" in kinds else []
+        accepted = " or ".join(["Discrete((L,), V)", *continuous])
         raise ValueError(f"{network} denoiser: field {field!r} is {space}; it needs a sequence field {accepted}")
     return field, space
 
@@ -201,6 +205,66 @@ class _Trunk(nn.Module):
         return self.head(self.out_norm(h, F.silu(c)))
 
 
+def _per_position(space: polydiff.Space, length: int) -> bool:
+    """Whether ``space`` has one entry per position of a length-``length`` sequence."""
+    rank = (1,) if space.kind == "discrete" else (1, 2)
+    return len(space.shape) in rank and space.shape[0] == length
+
+
+class _Conditioning(nn.Module):
+    """The conditioning fields of a ``TextTransformer``.
+
+    A class label (``Discrete((1,), K)``, ids ``0..K``, K = null) adds an embedding to the
+    modulation vector (DiT's class conditioning); a field with one entry per position
+    (``(L,)`` ids, or ``(L,)`` / ``(L, d)`` values, e.g. a bridge's source sequence) adds a
+    per-position embedding to the input tokens (as the image networks concatenate a
+    degraded image). A field absent from ``cond`` takes the null value that
+    ``Experiment.drop_cond`` writes: id K for discrete fields, zeros otherwise.
+
+    Raises:
+        ValueError: a field of any other shape.
+    """
+
+    def __init__(self, cond_spaces: Mapping[str, polydiff.Space], length: int, width: int) -> None:
+        super().__init__()
+        self.spaces = dict(cond_spaces)
+        self.labels, self.positional = nn.ModuleDict(), nn.ModuleDict()
+        for name, space in self.spaces.items():
+            if space.kind == "discrete" and tuple(space.shape) == (1,):
+                self.labels[name] = nn.Embedding(space.vocab_size + 1, width)
+            elif _per_position(space, length):
+                features = space.shape[1] if len(space.shape) == 2 else 1
+                self.positional[name] = (nn.Embedding(space.vocab_size + 1, width) if space.kind == "discrete"
+                                         else nn.Linear(features, width))
+            else:
+                raise ValueError(f"text_transformer denoiser: conditioning field {name!r} is {space}; it takes "
+                                 f"class labels Discrete((1,), K) and fields of {length} positions")
+
+    def _value(self, name: str, cond: polydiff.State | None, n: int, device: torch.device) -> torch.Tensor:
+        if cond is not None and name in cond:
+            return cond[name]
+        space = self.spaces[name]
+        if space.kind == "discrete":
+            return torch.full((n, *space.shape), space.vocab_size, dtype=torch.long, device=device)
+        return torch.zeros((n, *space.shape), device=device)
+
+    def modulation(self, c: torch.Tensor, cond: polydiff.State | None) -> torch.Tensor:
+        """``c`` ``(B, W)`` plus the embedding of every class label."""
+        for name, table in self.labels.items():
+            c = c + table(self._value(name, cond, c.shape[0], c.device).reshape(-1).long())
+        return c
+
+    def tokens(self, h: torch.Tensor, cond: polydiff.State | None) -> torch.Tensor:
+        """Tokens ``(B, L, W)`` plus the per-position embedding of every per-position field."""
+        for name, embed in self.positional.items():
+            value = self._value(name, cond, h.shape[0], h.device)
+            if self.spaces[name].kind == "discrete":
+                h = h + embed(value.long())
+            else:
+                h = h + embed(value.float().reshape(*value.shape[:2], -1))
+        return h
+
+
 class TextTransformer(nn.Module):
     """MDLM's bidirectional backbone (Sahoo et al. 2024, App. C): a DiT (Peebles & Xie 2023)
     over the positions of one sequence field, RoPE in every attention layer (Su et al. 2021),
@@ -208,30 +272,33 @@ class TextTransformer(nn.Module):
     learned constant when ``time_conditioning`` is False.
 
     Args:
-        spaces: one field, ``Discrete((L,), V)`` (ids in [0, V], V = mask) or
-            ``Continuous((L, d))`` (Diffusion-LM token embeddings, Li et al. 2022).
-        cond_spaces: must be empty (no conditioning).
+        spaces: one field, ``Discrete((L,), V)`` (ids in [0, V], V = mask),
+            ``Continuous((L, d))`` (Diffusion-LM token embeddings, Li et al. 2022) or
+            ``Continuous((L,))`` (one scalar per position).
+        cond_spaces: class labels and per-position fields (see ``_Conditioning``).
         width: token width; depth: blocks; heads: attention heads (``width / heads`` even);
         mlp_ratio: MLP hidden / width; dropout: attention and MLP dropout.
         time_conditioning: modulate by ``t``; False = a learned constant, ``t`` ignored.
         time_dim: sinusoidal time-feature size.
 
-    ``forward(x_t, t, cond=None)``: ``x_t[field]`` ``(B, L)`` ids or ``(B, L, d)``, ``t`` ``(B,)``
-    -> ``{field: logits (B, L, V)}`` or ``{field: (B, L, d)}``; L may differ from the space's.
+    ``forward(x_t, t, cond=None)``: ``x_t[field]`` ``(B, L)`` ids, ``(B, L, d)`` or ``(B, L)``
+    scalars, ``t`` ``(B,)`` -> ``{field: logits (B, L, V)}`` or the field's shape; L may differ
+    from the space's.
     """
 
     def __init__(self, spaces: Mapping[str, polydiff.Space], cond_spaces: Mapping[str, polydiff.Space] | None = None,
                  *, width: int = 256, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.0,
                  time_conditioning: bool = True, time_dim: int = 256) -> None:
         super().__init__()
-        self.field, self.space = _sequence_field("text_transformer", spaces, frozenset({"discrete", "continuous"}),
-                                                 cond_spaces)
+        self.field, self.space = _sequence_field("text_transformer", spaces, frozenset({"discrete", "continuous"}))
+        self.conditioning = _Conditioning(cond_spaces or {}, self.space.shape[0], width)
         self.discrete = self.space.kind == "discrete"
         if self.discrete:
             self.embed: nn.Module = nn.Embedding(self.space.vocab_size + 1, width)
             out_features = self.space.vocab_size
         else:
-            out_features = self.space.shape[-1]
+            self.features = self.space.shape[1] if len(self.space.shape) == 2 else 1
+            out_features = self.features
             self.embed = nn.Linear(out_features, width)
         self.time_conditioning = bool(time_conditioning)
         if self.time_conditioning:
@@ -243,22 +310,23 @@ class TextTransformer(nn.Module):
         self.parameter_count = _report_size("text_transformer", self)
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """The field ``(B, L)`` or ``(B, L, d)`` -> tokens ``(B, L, width)``."""
+        """The field ``(B, L)`` ids, ``(B, L, d)`` or ``(B, L)`` scalars -> tokens ``(B, L, width)``."""
+        rank = len(self.space.shape) + 1
+        if x.ndim != rank or (rank == 3 and x.shape[-1] != self.features):
+            expected = "(B, L)" if rank == 2 else f"(B, L, {self.features})"
+            raise ValueError(f"text_transformer: field {self.field!r} has shape {tuple(x.shape)}; expected {expected}")
         if self.discrete:
-            if x.ndim != 2:
-                raise ValueError(f"text_transformer: field {self.field!r} has shape {tuple(x.shape)}; expected (B, L) ids")
             return self.embed(x.long())
-        d = self.space.shape[-1]
-        if x.ndim != 3 or x.shape[-1] != d:
-            raise ValueError(f"text_transformer: field {self.field!r} has shape {tuple(x.shape)}; expected (B, L, {d})")
-        return self.embed(x.float())
+        return self.embed(x.float().reshape(*x.shape[:2], self.features))
 
     def forward(self, x_t: polydiff.State, t: torch.Tensor, cond: polydiff.State | None = None
                 ) -> dict[str, torch.Tensor]:
-        """Raw output of the field (see the class docstring); ``cond`` is unused."""
-        h = self._inputs(x_t[self.field])
+        """Raw output of the field (see the class docstring)."""
+        x = x_t[self.field]
+        h = self.conditioning.tokens(self._inputs(x), cond)
         c = self.time(t) if self.time_conditioning else self.constant.expand(h.shape[0], -1)
-        return {self.field: self.trunk(h, c)}
+        out = self.trunk(h, self.conditioning.modulation(c, cond))
+        return {self.field: out if self.discrete else out.reshape(x.shape)}
 
 
 class TextCausal(nn.Module):
@@ -349,7 +417,7 @@ def denoiser_specs() -> Iterator[polydiff.DenoiserSpec]:
     yield polydiff.DenoiserSpec(name="text_transformer",
                                 summary="MDLM backbone: DiT blocks with RoPE and adaLN-Zero time conditioning",
                                 factory=TextTransformer, spaces=frozenset({"discrete", "continuous"}),
-                                kit_options=kit)
+                                conditional=True, kit_options=kit)
     yield polydiff.DenoiserSpec(name="text_causal",
                                 summary="autoregressive baseline: the same blocks, causal, cached decoding",
                                 factory=TextCausal, spaces=frozenset({"discrete"}), causal=True, kit_options=kit)
