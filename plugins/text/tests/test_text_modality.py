@@ -186,6 +186,7 @@ def test_user_jsonl_corpus_with_a_bad_line_is_named(tmp_path):
     ({"max_chars": 0}, "max_chars"),
     ({"seed": -1}, "seed"),
     ({"folio": "yes"}, "folio"),
+    ({"judge": 3}, "judge"),
 ])
 def test_bad_options_are_config_errors_naming_the_option(options, named):
     with pytest.raises(polydiff.ConfigError, match=named):

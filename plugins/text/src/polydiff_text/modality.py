@@ -101,6 +101,9 @@ class TextModality:
         seed: fixes the split and the embeddings.
         max_chars: keep only the first ``max_chars`` characters of each split (documents in
             name order, the last one cut), before the tokeniser is trained; None keeps all.
+        judge: the language model that the ``generative_perplexity`` metric scores samples
+            with (``polydiff_text.metrics``): a run folder of an autoregressive ``text_causal``
+            run, or ``"bigram"``; None: that metric reports nothing.
 
     Attributes:
         spaces: ``{"tokens": space}``; cond_spaces: ``{}``.
@@ -113,6 +116,7 @@ class TextModality:
             for Shakespeare), ``characters``, ``tokens`` (of the packed stream),
             ``sequences``, ``dropped_tokens``, ``seq_len``; and ``source`` and ``ignored_files``.
         embeddings: ``(V, embedding_dim)`` float32 (``embedding`` only, else None).
+        judge: the ``judge`` option, as given.
 
     Raises:
         polydiff.ConfigError: an option outside its allowed values (named), a split too small
@@ -125,14 +129,14 @@ class TextModality:
     def __init__(self, dataset: str = "shakespeare", path: str | None = None, text_field: str = "text",
                  folio: bool = False, tokenizer: str = "char", vocab_size: int = 512, seq_len: int = 128,
                  representation: str = "tokens", embedding_dim: int = 16, validation_fraction: float = 0.1,
-                 seed: int = 0, max_chars: int | None = None) -> None:
+                 seed: int = 0, max_chars: int | None = None, judge: str | None = None) -> None:
         _check_options(dataset=dataset, path=path, text_field=text_field, folio=folio, tokenizer=tokenizer,
                        vocab_size=vocab_size, seq_len=seq_len, representation=representation,
                        embedding_dim=embedding_dim, validation_fraction=validation_fraction, seed=seed,
-                       max_chars=max_chars)
+                       max_chars=max_chars, judge=judge)
         self.dataset_name, self.path, self.text_field, self.folio = dataset, path, text_field, bool(folio)
         self.tokenizer_name, self.seq_len, self.representation = tokenizer, int(seq_len), representation
-        self.seed, self.max_chars = int(seed), max_chars
+        self.seed, self.max_chars, self.judge = int(seed), max_chars, judge
         corpus = self._load()
         splits = C.split_documents(corpus.documents, float(validation_fraction), self.seed)
         self.documents = {s: C.first_characters(docs, max_chars) for s, docs in splits.items()}
@@ -352,6 +356,9 @@ def _check_options(**options: Any) -> None:
             raise _fail(key, o[key], f"allowed: an integer >= {low}")
     if o["max_chars"] is not None and not _is_int(o["max_chars"], 1):
         raise _fail("max_chars", o["max_chars"], "allowed: a positive integer, or unset for the whole corpus")
+    if o["judge"] is not None and not (isinstance(o["judge"], (str, Path)) and str(o["judge"])):
+        raise _fail("judge", o["judge"], "allowed: 'bigram', the run folder of an autoregressive text_causal run, "
+                                         "or unset")
     fraction = o["validation_fraction"]
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
         raise _fail("validation_fraction", fraction, "allowed: a number strictly between 0 and 1")
@@ -376,14 +383,14 @@ DEMO: Mapping[str, Any] = {
     "experiment": {"name": "text-shakespeare-masked", "seed": 0},
     "modality": {"name": "text", "dataset": "shakespeare", "tokenizer": "char", "seq_len": 64, "max_chars": 300000},
     "corruption": {"name": "masked"},
-    "denoiser": {"name": "transformer", "width": 64, "depth": 2},
+    "denoiser": {"name": "text_transformer", "width": 64, "depth": 2, "heads": 4},
     "training": {"steps": 300, "batch_size": 64, "lr": 2e-3, "warmup_steps": 50, "ema_decay": 0.99,
                  "log_every": 50, "checkpoint_every": 300},
     "sampling": {"sampler": "masked_cached", "steps": 64, "n": 16},
-    "evaluation": {"n_samples": 64},
+    "evaluation": {"n_samples": 64, "metrics": ["unigram_entropy", "distinct_n"]},
 }
-"""Masked diffusion (MDLM-style) on Shakespeare characters with the core's small transformer;
-a smoke-scale demo (not yet timed)."""
+"""Masked diffusion (MDLM, Sahoo et al. 2024) on Shakespeare characters with a small
+``text_transformer``; a smoke-scale demo (not yet timed)."""
 
 
 def modality_specs() -> Iterator[polydiff.ModalitySpec]:
