@@ -44,11 +44,14 @@ class Tokenizer(Protocol):
     vocab: list[str]
     eos_id: int
 
-    def encode(self, text: str, *, special: bool = False) -> np.ndarray: ...
+    def encode(self, text: str, *, special: bool = False) -> np.ndarray:
+        """Token ids (int64) of ``text``; ``special``: the strings of special tokens become their ids."""
 
-    def decode(self, ids: Sequence[int] | np.ndarray) -> str: ...
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        """The text of ``ids`` (special tokens written as their strings)."""
 
-    def save(self, path: str | Path) -> Path: ...
+    def save(self, path: str | Path) -> Path:
+        """Write the tokenizer as JSON to ``path``; return the path."""
 
 
 def chars_per_token(tokenizer: Tokenizer, text: str) -> float:
