@@ -41,6 +41,10 @@ class TestBuiltinBridge(PluginConformance):
     plugin = "builtin.bridge"
 
 
+class TestBuiltinAutoregressive(PluginConformance):
+    plugin = "builtin.autoregressive"
+
+
 class TestBuiltinToy(PluginConformance):
     plugin = "builtin.toy"
 

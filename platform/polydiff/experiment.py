@@ -190,6 +190,7 @@ class Experiment:
             raw = model(x, t, cond)
             return {f: p.predict(raw[f], x[f], t) for f, p in processes.items()}
 
+        predict.network, predict.cond = model, cond  # for cached autoregressive decoding
         return predict
 
     def sample(self, model: nn.Module, n: int, *, sampler: str | None = None, steps: int | None = None,
@@ -320,6 +321,11 @@ def build_denoiser(cfg: Mapping[str, Any], modality, processes: Mapping[str, Cor
     if spec.modalities and modality.name not in spec.modalities:
         raise IncompatibleSpaceError(f"denoiser {spec.name!r} is built for modalities {sorted(spec.modalities)}, "
                                      f"not {modality.name!r}")
+    causal_fields = sorted(f for f, p in processes.items() if p.family == "autoregressive")
+    if causal_fields and not spec.causal:
+        causal = sorted(s.name for s in manager.registry.specs("denoiser") if s.causal)
+        raise IncompatibleSpaceError(f"fields {causal_fields} use the 'autoregressive' process, which needs a causal "
+                                     f"denoiser; {spec.name!r} is not causal (causal denoisers: {causal})")
     net = _call_factory(spec.factory, f"denoiser {spec.name!r}", modality.spaces,
                         getattr(modality, "cond_spaces", {}) or {}, **_options(cfg, _NAME_KEYS))
     if any(getattr(p, "preconditioning", "none") == "edm" for p in processes.values()):

@@ -14,7 +14,7 @@ from typing import Any
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]*$")
 
-FAMILIES = frozenset({"gaussian", "masked", "uniform", "reflected", "bridge", "composite"})
+FAMILIES = frozenset({"gaussian", "masked", "uniform", "reflected", "bridge", "composite", "autoregressive"})
 """Corruption families known to the core. Samplers declare which of them they support."""
 
 
@@ -121,6 +121,10 @@ class DenoiserSpec(_Spec):
         modalities: modality names it is built for; empty means any modality whose fields
             are of the accepted space kinds.
         conditional: whether it accepts ``cond`` (and so classifier-free guidance).
+        causal: whether the output at sequence position i depends only on the inputs at
+            positions < i (a causal language model); the ``autoregressive`` process requires
+            it, and a causal network may offer ``decoder(n, cond)`` for cached decoding
+            (see ``polydiff.samplers.autoregressive``).
         kit_options: factory options that make the network small enough for the
             conformance kit's tiny training runs (e.g. ``{"channels": 16}``); the kit also
             passes ``width`` and ``depth`` when the factory takes them.
@@ -130,6 +134,7 @@ class DenoiserSpec(_Spec):
     spaces: frozenset[str] = frozenset({"continuous", "bounded"})
     modalities: frozenset[str] = frozenset()
     conditional: bool = False
+    causal: bool = False
     kit_options: Mapping[str, Any] = field(default_factory=dict)
     kind = "denoiser"
 

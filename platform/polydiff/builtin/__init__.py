@@ -1,7 +1,7 @@
 """The core's own plugins, registered through the same hooks as third-party ones.
 
 Nothing imports these modules directly except ``polydiff.plugins`` (by module name).
-``discrete``, ``reflected`` and ``bridge`` register one corruption family each together
+``discrete``, ``reflected``, ``bridge`` and ``autoregressive`` register one corruption family each together
 with the samplers of that family.
 """
 
@@ -14,6 +14,7 @@ BUILTIN_PLUGINS = (
     "polydiff.builtin.discrete",
     "polydiff.builtin.reflected",
     "polydiff.builtin.bridge",
+    "polydiff.builtin.autoregressive",
     "polydiff.builtin.toy",
     "polydiff.builtin.toy_tokens",
     "polydiff.builtin.toy_mixed",

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from polydiff.hookspecs import hookimpl
 from polydiff.samplers import (sample_ancestral, sample_ddim, sample_dpmpp_2m, sample_dpmpp_3m, sample_euler,
                                sample_euler_maruyama, sample_heun, sample_pc, sample_unipc)
-from polydiff.specs import FAMILIES, SamplerSpec
+from polydiff.samplers.ancestral import ANCESTRAL_FAMILIES
+from polydiff.specs import SamplerSpec
 
 GAUSSIAN = frozenset({"gaussian"})
 
@@ -20,7 +21,7 @@ GAUSSIAN = frozenset({"gaussian"})
 def polydiff_samplers() -> Iterator[SamplerSpec]:
     """Ancestral (every family) and the Gaussian ODE / SDE samplers."""
     yield SamplerSpec(name="ancestral", summary="each process's reverse step q(x_s | x_t, x0_hat); DDPM for gaussian",
-                      function=sample_ancestral, families=FAMILIES, default_grid="trailing")
+                      function=sample_ancestral, families=ANCESTRAL_FAMILIES, default_grid="trailing")
     yield SamplerSpec(name="ddim", summary="DDIM with eta (Song et al. 2021), any (alpha, sigma)",
                       function=sample_ddim, families=GAUSSIAN, default_grid="trailing")
     yield SamplerSpec(name="euler", summary="Euler on the probability-flow ODE, EDM variables (Karras et al. 2022)",

@@ -91,11 +91,12 @@ class DiTBlock(nn.Module):
 
     ``h = h + gate_1 * Attn(LN(h) (1 + scale_1) + shift_1)``, then the same for the MLP; the
     six modulation vectors come from a zero-initialised linear map of SiLU(c), so the
-    block starts as the identity.
+    block starts as the identity. ``causal=True`` masks attention to earlier tokens only.
     """
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float, *, causal: bool = False) -> None:
         super().__init__()
+        self.causal = causal
         if width % heads:
             raise ValueError(f"transformer width {width} must be divisible by heads {heads}")
         self.heads = heads
@@ -111,10 +112,11 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.modulation.bias)
 
     def attention(self, h: torch.Tensor) -> torch.Tensor:
-        """Bidirectional multi-head self-attention, ``(B, N, W) -> (B, N, W)``."""
+        """Multi-head self-attention (causal when the block is), ``(B, N, W) -> (B, N, W)``."""
         b, n, w = h.shape
         q, k, v = self.qkv(h).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                             is_causal=self.causal)
         return self.proj(out.transpose(1, 2).reshape(b, n, w))
 
     def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

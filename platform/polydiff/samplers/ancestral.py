@@ -17,7 +17,7 @@ from polydiff.samplers.common import SampleOutput, call_model, check_grid, requi
 from polydiff.spaces import State
 from polydiff.specs import FAMILIES
 
-ANCESTRAL_FAMILIES = FAMILIES
+ANCESTRAL_FAMILIES = FAMILIES - {"autoregressive"}
 
 
 def sample_ancestral(model: Callable[..., Any], processes: Mapping[str, Any], x: State, grid: torch.Tensor, *,

@@ -541,7 +541,8 @@ def kit_config(component: Component, ctx: CheckContext) -> dict[str, dict[str, A
         "training": {"steps": b.train_steps, "batch_size": b.train_batch, "lr": b.lr, "warmup_steps": 0,
                      "lr_schedule": "constant", "ema_decay": 0.5, "log_every": b.train_steps,
                      "checkpoint_every": b.train_steps, "eval_every": 0, "progress": False, "cond_dropout": 0.1},
-        "sampling": {"sampler": "ancestral", "steps": b.sample_steps},
+        "sampling": {"sampler": "autoregressive" if component.partner.family == "autoregressive" else "ancestral",
+                     "steps": b.sample_steps},
         "evaluation": {"n_samples": b.n_samples},
     }
     return polydiff.config_from_dict(raw, source=f"conformance kit ({component.id})")

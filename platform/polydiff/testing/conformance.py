@@ -35,6 +35,7 @@ from polydiff.testing.problems import SAMPLER_FAMILY_ORDER
 
 Check = Callable[[C.Component, C.CheckContext], None]
 ALL_FAMILIES = frozenset({"gaussian", "masked", "uniform", "reflected", "bridge"})
+"""The families of the generic ancestral sampler (autoregressive has its own)."""
 UNPAIRED_FAMILIES = frozenset({"composite"})
 """Families never paired with a denoiser automatically: they need a process per field."""
 
@@ -64,6 +65,8 @@ def _has_data_check(spec: Any, ctx: C.CheckContext) -> bool:
 def _corruption_checks(spec: Any, ctx: C.CheckContext) -> Iterator[tuple[C.Component, Check]]:
     component = C.Component("corruption", spec.name, spec)
     yield component, C.check_corrupt_shapes
+    if spec.family == "autoregressive":  # no time: no forward marginal at t = 1, no reverse step
+        return
     yield component, C.check_prior_matches_t1
     if _has_conversions(spec, ctx):
         yield component, C.check_parameterisation_roundtrip
@@ -111,7 +114,7 @@ def _denoiser_modality(spec: Any, corruption: Any, plugin: str, ctx: C.CheckCont
 
 def _denoiser_checks(spec: Any, plugin: str, ctx: C.CheckContext) -> Iterator[tuple[C.Component, Check]]:
     for corruption in ctx.manager.registry.specs("corruption"):
-        if corruption.family in UNPAIRED_FAMILIES:
+        if corruption.family in UNPAIRED_FAMILIES or (corruption.family == "autoregressive") != spec.causal:
             continue
         modality = _denoiser_modality(spec, corruption, plugin, ctx)
         if not modality:

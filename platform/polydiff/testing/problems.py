@@ -35,7 +35,7 @@ class SamplerProblem:
     options: dict[str, Any]
 
 
-SAMPLER_FAMILY_ORDER = ("gaussian", "masked", "uniform", "reflected", "bridge")
+SAMPLER_FAMILY_ORDER = ("gaussian", "masked", "uniform", "reflected", "bridge", "autoregressive")
 """The family whose toy problem a sampler is checked on: the first it supports in this order."""
 
 
@@ -48,7 +48,8 @@ def _process(ctx: Any, name: str, space: polydiff.Space, **options: Any) -> dict
 def sampler_problem(family: str, ctx: Any, n: int, generator: torch.Generator) -> SamplerProblem:
     """The toy problem of ``family`` for ``n`` samples (the core's built-in processes and oracles):
     a 2-D Gaussian mixture (gaussian), a law over 27 sequences of 3 tokens (masked, uniform),
-    three points in the unit box (reflected), paired 2-D Gaussians (bridge)."""
+    three points in the unit box (reflected), paired 2-D Gaussians (bridge); the token law's
+    exact causal conditionals for the autoregressive family."""
     from polydiff.testing import oracles
 
     if family == "gaussian":
@@ -57,7 +58,7 @@ def sampler_problem(family: str, ctx: Any, n: int, generator: torch.Generator) -
         oracle = oracles.GaussianMixtureOracle([0.5, 0.5], [[-2.0, 0.0], [2.0, 0.0]], 0.25 * torch.eye(2).repeat(2, 1, 1))
         return SamplerProblem(space, processes, oracle.predict_fn(processes),
                               {"x": processes["x"].prior(n, generator=generator)}, {})
-    if family in ("masked", "uniform"):
+    if family in ("masked", "uniform", "autoregressive"):
         space = polydiff.Discrete((3,), vocab_size=3)
         processes = _process(ctx, family, space)
         oracle = oracles.EnumeratedSequenceOracle(fixed_law().reshape(3, 3, 3))

@@ -7,7 +7,8 @@ per-position posterior p(x0^i | x_t) is computed exactly, in float64, for
   does not depend on t (the denoiser is time-agnostic; MDLM Sec. 3.2.3), and is the
   one-hot of x_t at unmasked positions;
 * the uniform process: p(x0 | x_t) ∝ p(x0) prod_i (alpha onehot(x0^i) + (1 - alpha) / V)[x_t^i]
-  with alpha = alpha(t) of the process.
+  with alpha = alpha(t) of the process;
+* the autoregressive process: the conditionals p(x^i | x^{<i}) (the exact causal network).
 
 With it, any gap between samples and ``probs`` is the sampler's own error (DESIGN.md
 section 11). Memory per call: ``B * V^L`` float64 numbers.
@@ -102,6 +103,18 @@ class EnumeratedSequenceOracle:
         log_like = torch.xlogy(same, a + u) + torch.xlogy(self.length - same, u)
         return self._marginals(self._posterior(log_like))[index]
 
+    def causal_conditionals(self, x: torch.Tensor) -> torch.Tensor:
+        """p(x^i | x^{<i}) at every position i, ``(B, L, V)`` float64: the exact causal network
+        of the law (entries of x at positions >= i are ignored for position i; a prefix of
+        probability zero falls back to the law's marginal of x^i)."""
+        rows = x.reshape(x.shape[0], -1).long().cpu()
+        out = []
+        for i in range(self.length):
+            fits = (rows[:, None, :i] == self.sequences[None, :, :i]).all(-1)
+            log_like = torch.where(fits, 0.0, -math.inf).double()
+            out.append(self._marginals(self._posterior(log_like))[:, i])
+        return torch.stack(out, dim=1)
+
     def predict_fn(self, processes: Mapping[str, Corruption], field: str | None = None):
         """A ``PredictFn`` for one masked- or uniform-family field (the only field when ``field`` is None).
 
@@ -116,6 +129,8 @@ class EnumeratedSequenceOracle:
             x_t = x[field]
             if process.family == "masked":
                 probs = self.masked_posterior(x_t, process.space.vocab_size)
+            elif process.family == "autoregressive":
+                probs = self.causal_conditionals(x_t)
             else:
                 probs = self.uniform_posterior(x_t, process.schedule.alpha(t.double()))
             probs = probs.reshape(*x_t.shape, self.vocab_size).to(x_t.device)
@@ -124,9 +139,9 @@ class EnumeratedSequenceOracle:
         return predict
 
     def _check(self, process: Corruption, field: str) -> None:
-        if process.family not in ("masked", "uniform"):
+        if process.family not in ("masked", "uniform", "autoregressive"):
             raise ValueError(f"EnumeratedSequenceOracle: field {field!r} uses family {process.family!r}; "
-                             "it is the exact denoiser of the 'masked' and 'uniform' families")
+                             "it is the exact denoiser of the 'masked', 'uniform' and 'autoregressive' families")
         space = process.space
         if space.vocab_size != self.vocab_size or space.dim != self.length:
             raise ValueError(f"EnumeratedSequenceOracle: field {field!r} has {space}; the law is over "
