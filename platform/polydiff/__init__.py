@@ -7,6 +7,7 @@ t = 1 is the prior. A State is a mapping field name -> tensor, batch first.
 from __future__ import annotations
 
 from polydiff.config import config_from_dict, load_config
+from polydiff.corruptions.autoregressive import AutoregressiveCorruption
 from polydiff.corruptions import (BridgeCorruption, CompositeCorruption, Corrupted, Corruption, GaussianCorruption,
                                   MaskedCorruption, Prediction, ReflectedCorruption, UniformCorruption, append_dims,
                                   eps_to_x0, flow_velocity_to_x0, reflect, v_to_x0, x0_to_eps, x0_to_flow_velocity,
@@ -26,11 +27,12 @@ from polydiff.schedules import (EDM, VE, CosineMasking, Flow, LinearMasking, Log
 from polydiff.spaces import Bounded, Continuous, Discrete, Space, State, batch_size, validate_state
 from polydiff.specs import (CorruptionSpec, DenoiserSpec, MetricSpec, ModalitySpec, SamplerSpec,
                             ScheduleSpec)
+from polydiff.training.checkpoint import LoadedRun, load_run
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdaLayerNorm", "Bounded", "BridgeCorruption", "CompositeCorruption", "CosineMasking", "LinearMasking",
+    "AdaLayerNorm", "AutoregressiveCorruption", "Bounded", "BridgeCorruption", "CompositeCorruption", "CosineMasking", "LinearMasking",
     "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect",
     "DiTBlock", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
     "CorruptionSpec", "DataMissingError", "DenoiserSpec", "Discrete", "DuplicateNameError", "EDM",
@@ -40,6 +42,6 @@ __all__ = [
     "Registry", "SampleOutput", "Sampler", "SamplerSpec", "Schedule", "ScheduleSpec", "ScheduleValues",
     "SinusoidalEmbedding", "Space", "State", "UnknownComponentError", "VE", "VPCosine", "VPLinear",
     "__version__", "append_dims", "batch_size", "build_experiment", "config_from_dict", "eps_to_x0",
-    "flow_velocity_to_x0", "hookimpl", "load_config", "make_plugin_manager", "v_to_x0", "validate_state",
+    "flow_velocity_to_x0", "hookimpl", "load_config", "load_run", "LoadedRun", "make_plugin_manager", "v_to_x0", "validate_state",
     "x0_to_eps", "x0_to_flow_velocity", "x0_to_v",
 ]

@@ -114,14 +114,23 @@ def install_command(name: str, *, registry_path: Path | None = None) -> list[str
 
 
 def install_plugin(name: str, *, registry_path: Path | None = None) -> int:
-    """Install the plugin ``name`` of ``registry.toml`` with pip; return pip's exit status.
+    """Install the plugin ``name`` of ``registry.toml`` with pip, then its ``no_deps``
+    requirements with ``pip install --no-deps``; return pip's exit status.
 
     Raises:
         PolydiffError: when ``name`` is not in the registry, listing the names that are.
     """
     command = install_command(name, registry_path=registry_path)
     print("running:", " ".join(command))
-    return subprocess.run(command, check=False).returncode
+    status = subprocess.run(command, check=False).returncode
+    source = Path(registry_path) if registry_path is not None else find_registry()
+    no_deps = load_registry(source)[name].no_deps
+    if status == 0 and no_deps:
+        constraints = command[command.index("-c"):] if "-c" in command else []
+        extra = [sys.executable, "-m", "pip", "install", "--no-deps", *no_deps, *constraints]
+        print("running:", " ".join(extra))
+        status = subprocess.run(extra, check=False).returncode
+    return status
 
 
 def check_plugin_command(name: str, *, budget: str = "tiny", expected_failures: Mapping[str, str] | None = None) -> int:

