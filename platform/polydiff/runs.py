@@ -294,8 +294,13 @@ def likelihood_rows(experiment: Any, model: torch.nn.Module, *, seed: int = 0, d
 
     All-Gaussian experiments get the ELBO and PF-ODE bits/dim
     (``polydiff.evaluation.likelihood``); experiments whose every process has a ``nelbo``
-    (masked, uniform) get the NELBO in bits per token per field
+    (masked, uniform, autoregressive: exact) get the NELBO in bits per token per field
     (``polydiff.evaluation.nelbo``), plus ``"total"`` when there are several fields.
+    A Gaussian modality whose fields embed tokens (optional attribute ``token_embeddings``,
+    field -> ``(V, d)`` table: Diffusion-LM) gets the discrete bound in bits per token
+    (``rounding_nelbo_bits``) instead of densities. A modality with ``chars_per_token``
+    (text) also gets each per-token row per character (``nelbo_bits_per_char``), and
+    ``perplexity_per_token`` = 2 ** bits (an upper bound, exact for autoregressive).
     Anything else gets no rows.
     """
     from polydiff.evaluation.nelbo import has_nelbo
@@ -309,14 +314,34 @@ def likelihood_rows(experiment: Any, model: torch.nn.Module, *, seed: int = 0, d
     x0, cond = experiment.split_batch({f: v.to(device) for f, v in batch.items()})
     predict = experiment.predict_fn(model.to(device).eval(), cond)
     generator = torch.Generator().manual_seed(seed)
-    if gaussian:
+    embeddings = dict(getattr(experiment.modality, "token_embeddings", {}) or {})
+    if gaussian and not set(processes) <= set(embeddings):
         return _gaussian_likelihood_rows(predict, processes, x0, generator)
-    from polydiff.evaluation.nelbo import nelbo_bits
+    if gaussian:
+        from polydiff.evaluation.likelihood import rounding_nelbo_bits
 
-    bits = nelbo_bits(predict, processes, x0, generator=generator)
-    keys = list(processes) + (["total"] if len(processes) > 1 else [])
-    return [{"metric": "nelbo_bits_per_token", "field": k, "value": float(bits[k].mean()), "std": _std(bits[k])}
+        key = next(iter(processes)) if len(processes) == 1 else "total"
+        bits = {key: rounding_nelbo_bits(predict, processes, x0, embeddings, generator=generator)}
+        keys = [key]
+    else:
+        from polydiff.evaluation.nelbo import nelbo_bits
+
+        bits = nelbo_bits(predict, processes, x0, generator=generator)
+        keys = list(processes) + (["total"] if len(processes) > 1 else [])
+    rows = [{"metric": "nelbo_bits_per_token", "field": k, "value": float(bits[k].mean()), "std": _std(bits[k])}
             for k in keys]
+    return rows + _per_token_rows(experiment.modality, rows)
+
+
+def _per_token_rows(modality: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Perplexity bounds per token, and bits per character where the modality knows its
+    characters per token (so models with different tokenisers compare)."""
+    out = [{**r, "metric": "perplexity_per_token", "value": 2.0 ** r["value"], "std": float("nan")} for r in rows]
+    chars = getattr(modality, "chars_per_token", None)
+    if chars:
+        out += [{**r, "metric": "nelbo_bits_per_char", "value": r["value"] / chars, "std": r["std"] / chars}
+                for r in rows]
+    return out
 
 
 def _std(values: torch.Tensor) -> float:

@@ -216,6 +216,12 @@ class TextModality:
             raise ValueError(f"modality 'text': unknown split {split!r}; allowed splits: {list(SPLITS)}")
         return self.packed[split]
 
+    @property
+    def token_embeddings(self) -> dict[str, torch.Tensor]:
+        """``{"tokens": (V, d)}`` for the embedding representation (empty otherwise): the core then
+        reports the discrete NELBO with a rounding decoder (``polydiff evaluate``)."""
+        return {} if self.embeddings is None else {"tokens": self.embeddings}
+
     def token_ids(self, state: polydiff.State) -> torch.Tensor:
         """The ``"tokens"`` field as ids ``(B, seq_len)`` int64 (embeddings rounded to the nearest one)."""
         x = state["tokens"].detach().cpu()
