@@ -42,25 +42,14 @@ import torch
 import polydiff
 from polydiff.training import Trainer
 
+sys.path.insert(0, str(Path(__file__).parent))
+from budget import CPUBudget  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 def unet(args: argparse.Namespace) -> dict:
     """The U-Net every row trains (``--channels`` wide at 28 x 28, attention at 7 x 7)."""
     return {"name": "unet", "channels": args.channels, "groups": min(32, args.channels // 2),
             "channel_mults": [1, 2, 2], "attention_resolutions": [7]}
-
-
-class WallClock:
-    """Stops a polydiff run after ``seconds`` of training CPU time (a ``polydiff_train_step_end`` hook)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.start = seconds, None
-
-    @polydiff.hookimpl
-    def polydiff_train_step_end(self, trainer, step, metrics):
-        if self.start is None:
-            self.start = time.process_time()
-        elif time.process_time() - self.start > self.seconds:
-            trainer.request_stop(f"wall-clock budget of {self.seconds:.0f} s reached")
 
 
 def polydiff_rows(args: argparse.Namespace) -> dict[str, dict]:
@@ -96,7 +85,7 @@ def run_polydiff(name: str, row: dict, args: argparse.Namespace, out: Path) -> l
     from polydiff.training.periodic import reference_batch
 
     with tempfile.TemporaryDirectory() as root:
-        clock = WallClock(args.seconds)
+        clock = CPUBudget(args.seconds)
         manager = polydiff.make_plugin_manager(extra_plugins={"wallclock": clock})
         experiment = polydiff.build_experiment(config(name, row, args, root), manager)
         trainer = Trainer(experiment, Path(root) / "run")

@@ -41,6 +41,9 @@ class Modality(Protocol):
     def write_artefacts(self, samples: State, out_dir: Path) -> list[Path]:
         """Write files a person can open (PNG, WAV, CSV, ...) for a batch of samples; return their paths.
 
+        ``samples`` holds the diffused fields, the conditioning fields the samples were drawn
+        with, and, when they were inpainted, ``"<field>.mask"`` (1 where the value was given).
+
         Optional, not part of the protocol check: ``write_trajectory(frames, out_dir) ->
         list[Path]`` draws a denoising trajectory from a list of States (clean estimates per
         sampler step, the last the samples); see ``polydiff.training.periodic.write_trajectory``.

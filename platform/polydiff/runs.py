@@ -8,6 +8,8 @@ artefacts, the raw samples (``samples.safetensors``), metrics as CSV and Markdow
 """
 from __future__ import annotations
 
+import math
+
 import difflib
 import json
 import time
@@ -276,16 +278,32 @@ def sample_run(run_dir: str | Path, *, n: int, sampler: str | None = None, steps
                           known=known, mask=mask)
     folder = Path(out) if out else fresh_dir(Path(run_dir) / "samples" / f"cli-{timestamp()}")
     folder.mkdir(parents=True, exist_ok=True)
-    experiment.modality.write_artefacts(result.with_cond(), folder)
+    masks = {f"{f}.mask": m.expand(n, *m.shape[1:]) for f, m in (mask or {}).items()}
+    experiment.modality.write_artefacts({**result.with_cond(), **masks}, folder)
     save_state(result.state, folder / "samples.safetensors")
     info = {"run_dir": str(run_dir), "checkpoint_step": run.step, "n": n, "seed": seed,
             "sampler": sampler or s_cfg["sampler"], "steps": steps or s_cfg["steps"], "grid": s_cfg["grid"],
             "guidance_scale": s_cfg["guidance_scale"], "inpaint": str(inpaint) if inpaint else None,
-            "nfe": result.nfe, "seconds": round(result.seconds, 4)}
+            "nfe": result.nfe, "seconds": round(result.seconds, 4),
+            "tokens_per_call": tokens_per_call(experiment.spaces, mask, result.nfe)}
     (folder / "info.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"{n} samples ({info['sampler']}, {info['steps']} steps, NFE {result.nfe}, "
+    per_call = f", {info['tokens_per_call']:.3g} tokens per call" if info["tokens_per_call"] is not None else ""
+    print(f"{n} samples ({info['sampler']}, {info['steps']} steps, NFE {result.nfe}{per_call}, "
           f"{result.seconds:.2f}s) written to {folder}")
     return folder
+
+
+def tokens_per_call(spaces: Mapping[str, Any], mask: Mapping[str, torch.Tensor] | None, nfe: int) -> float | None:
+    """Generated tokens of one sample per network call, over the discrete fields (None if there
+    are none): every position of a discrete field, less the known ones when inpainting."""
+    discrete = [f for f, s in spaces.items() if s.kind == "discrete"]
+    if not discrete or nfe <= 0:
+        return None
+    generated = 0.0
+    for f in discrete:
+        known = float(mask[f].float().mean()) if mask and f in mask else 0.0
+        generated += spaces[f].dim * (1.0 - known)
+    return generated / nfe
 
 
 def likelihood_rows(experiment: Any, model: torch.nn.Module, *, seed: int = 0, device: torch.device | str = "cpu",
@@ -336,7 +354,8 @@ def likelihood_rows(experiment: Any, model: torch.nn.Module, *, seed: int = 0, d
 def _per_token_rows(modality: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Perplexity bounds per token, and bits per character where the modality knows its
     characters per token (so models with different tokenisers compare)."""
-    out = [{**r, "metric": "perplexity_per_token", "value": 2.0 ** r["value"], "std": float("nan")} for r in rows]
+    out = [{**r, "metric": "perplexity_per_token", "value": 2.0 ** r["value"] if r["value"] < 1000 else math.inf,
+            "std": math.nan} for r in rows]
     chars = getattr(modality, "chars_per_token", None)
     if chars:
         out += [{**r, "metric": "nelbo_bits_per_char", "value": r["value"] / chars, "std": r["std"] / chars}
