@@ -204,6 +204,8 @@ def test_demo_reports_every_modality_and_failures(tmp_path, monkeypatch, capsys)
     table = pd.read_csv(out / "metrics.csv")
     toys = {"builtin.toy", "builtin.toy_tokens", "builtin.toy_box", "builtin.toy_paired", "builtin.toy_mixed"}
     assert toys <= set(table["plugin"]) and (table["nfe"] > 0).all()  # plus any installed plugin's demo
+    if "text" in set(table["plugin"]):  # text artefacts are shown as excerpts
+        assert "[samples.txt](" in markdown and "===== sample 1 of" in markdown and "===== sample 1 of" in page
     assert "brokentoy" in capsys.readouterr().err
 
 

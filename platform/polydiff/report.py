@@ -24,6 +24,9 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from polydiff.plugins import PluginManager, make_plugin_manager
 
+TEXT_SUFFIXES = (".txt", ".smi", ".csv")
+"""Artefacts shown as an excerpt of their first ``EXCERPT_CHARS`` characters in the report."""
+EXCERPT_CHARS = 1500
 TABLE_COLUMNS = ["plugin", "dataset", "corruption", "sampler", "steps", "nfe", "metric", "value", "train_seconds"]
 
 
@@ -89,6 +92,7 @@ class DemoResult:
     modality: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     pictures: list[Path] = field(default_factory=list)
+    texts: list[Path] = field(default_factory=list)
     loss_curve: Path | None = None
     error: str | None = None
 
@@ -111,6 +115,7 @@ def _demo_one(spec: Any, out: Path, steps: int | None, manager: PluginManager) -
     scored = sample_and_score(run.experiment, run.model, out / "samples" / spec.name, n=config["sampling"]["n"],
                               seed=config["experiment"]["seed"], device=device)
     result.pictures = [p for p in scored.artefacts if Path(p).suffix.lower() in (".png", ".jpg", ".svg")]
+    result.texts = [p for p in scored.artefacts if Path(p).suffix.lower() in TEXT_SUFFIXES]
     result.loss_curve = plot_loss_curves({spec.name: run_dir}, out / f"loss_{spec.name}.png")
     context = {"plugin": spec.plugin, "dataset": config["modality"].get("dataset", ""),
                "corruption": _corruption_label(config["corruption"]), "sampler": config["sampling"]["sampler"],
@@ -190,11 +195,20 @@ def _markdown(folder: Path, results: list[DemoResult], table: pd.DataFrame, brok
             lines += ["**failed:**", "", "```", res.error, "```"]
             continue
         lines += [f"![{res.modality} samples]({_rel(p, folder)})" for p in res.pictures]
+        for p in res.texts:
+            lines += [f"[{Path(p).name}]({_rel(p, folder)}), first {EXCERPT_CHARS} characters:", "", "```",
+                      _excerpt(p), "```", ""]
         if res.loss_curve:
             lines.append(f"![{res.modality} loss curve]({_rel(res.loss_curve, folder)})")
     if broken:
         lines += ["", "## Broken plugins", ""] + [f"- `{name}`: {error}" for name, error in broken]
     return "\n".join(lines) + "\n"
+
+
+def _excerpt(path: Path) -> str:
+    """The first ``EXCERPT_CHARS`` characters of a text artefact (``...`` when cut)."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "\n..."
 
 
 def _img(path: Path, alt: str) -> str:
@@ -215,6 +229,8 @@ def _html(folder: Path, results: list[DemoResult], table: pd.DataFrame, broken) 
             parts.append(f"<p><b>failed:</b></p><pre>{html.escape(res.error)}</pre>")
             continue
         parts += [_img(p, f"{res.modality} samples") for p in res.pictures]
+        parts += [f"<p>{html.escape(Path(p).name)}:</p><pre style='background:#f6f6f6'>{html.escape(_excerpt(p))}</pre>"
+                  for p in res.texts]
         if res.loss_curve:
             parts.append(_img(res.loss_curve, f"{res.modality} loss curve"))
     if broken:
