@@ -23,8 +23,9 @@ perplexity), network calls, tokens per call and sampling speed in characters per
 
     python bench/text_shakespeare.py [--seconds 600 --n 64 --steps 16 32 64 128]
 
-Writes ``bench/results/text_shakespeare.md`` / ``.csv`` and the samples of every row and step
-count under ``bench/results/text_shakespeare/``.
+Writes ``bench/results/text_shakespeare.md`` / ``.csv``, and under ``bench/results/text_shakespeare/``
+the samples of every row and step count and an infilling demo per row (``<row>-infilling/samples.txt``:
+spans between a left and a right context, and a prefix prompt).
 """
 from __future__ import annotations
 
@@ -112,7 +113,22 @@ def run_row(name: str, row: dict, args: argparse.Namespace, root: str, judge: st
                      "gen_perplexity": scores.get("generative_perplexity"), "entropy": scores.get("unigram_entropy"),
                      "corpus_entropy": scores.get("corpus_entropy")})
         print(f"{'':>34}  steps={steps:<4} {rows[-1]}", file=sys.stderr)
+    write_infilling(experiment, model, out / f"{name.split()[0]}-infilling")
     return rows, str(run_dir)
+
+
+INFILL = ["ROMEO:\n{{60}}\nJULIET:\n", "To be, or not to be, {{40}} the question.", "KING HENRY V:\n"]
+"""Infilling templates (``polydiff_text.prompts``): spans with left and right context, and a prefix."""
+
+
+def write_infilling(experiment, model, folder: Path) -> None:
+    """Fill ``INFILL`` with the row's sampler; ``samples.txt`` shows each prompt, then the sample."""
+    from polydiff_text.prompts import known_state
+
+    known, mask = known_state(experiment.modality, INFILL)
+    out = experiment.sample(model, len(INFILL), known=known, mask=mask, generator=torch.Generator().manual_seed(2))
+    given = mask["tokens"] if mask["tokens"].ndim == 2 else mask["tokens"][..., 0]
+    experiment.modality.write_artefacts({**out.state, "tokens.mask": given}, folder)
 
 
 def write(table: pd.DataFrame, args: argparse.Namespace) -> str:
