@@ -1,0 +1,1 @@
+"""polydiff-tabular: TabDDPM-style diffusion of mixed numeric and categorical tables (Kotelnikov et al. 2023)."""
