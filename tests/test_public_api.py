@@ -10,7 +10,7 @@ import polydiff
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = {
     "AdaLayerNorm", "AutoregressiveCorruption", "Bounded", "BridgeCorruption", "CompositeCorruption",
-    "CosineMasking", "LinearMasking", "LoadedRun", "load_run",
+    "CosineMasking", "LinearMasking", "LoadedRun", "load_run", "train", "sample_run", "evaluate_run",
     "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect",
     "DiTBlock", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
     "CorruptionSpec", "DataMissingError", "DenoiserSpec", "Discrete", "DuplicateNameError", "EDM",
@@ -19,8 +19,8 @@ PUBLIC = {
     "NonFiniteLossError", "PluginLoadError", "PluginManager", "PolydiffError", "PredictFn", "Prediction",
     "Registry", "SampleOutput", "Sampler", "SamplerSpec", "Schedule", "ScheduleSpec", "ScheduleValues",
     "SinusoidalEmbedding", "Space", "State", "UnknownComponentError", "VE", "VPCosine", "VPLinear",
-    "__version__", "append_dims", "batch_size", "build_experiment", "config_from_dict", "eps_to_x0",
-    "flow_velocity_to_x0", "hookimpl", "load_config", "make_plugin_manager", "v_to_x0", "validate_state",
+    "__version__", "append_dims", "batch_size", "build_experiment", "cache_dir", "config_from_dict", "eps_to_x0",
+    "flow_velocity_to_x0", "hookimpl", "load_config", "make_plugin_manager", "v_to_x0", "validate_state", "write_atomic",
     "x0_to_eps", "x0_to_flow_velocity", "x0_to_v",
 }
 

@@ -18,6 +18,7 @@ from polydiff.errors import (CheckpointError, ConfigError, DataMissingError, Dup
                              IncompatibleSpaceError, NonFiniteLossError, PluginLoadError, PolydiffError,
                              UnknownComponentError)
 from polydiff.experiment import Experiment, build_experiment
+from polydiff.files import cache_dir, write_atomic
 from polydiff.hookspecs import hookimpl
 from polydiff.plugins import PluginManager, Registry, make_plugin_manager
 from polydiff.protocols import Metric, Modality, PredictFn, Sampler
@@ -27,7 +28,9 @@ from polydiff.schedules import (EDM, VE, CosineMasking, Flow, LinearMasking, Log
 from polydiff.spaces import Bounded, Continuous, Discrete, Space, State, batch_size, validate_state
 from polydiff.specs import (CorruptionSpec, DenoiserSpec, MetricSpec, ModalitySpec, SamplerSpec,
                             ScheduleSpec)
+from polydiff.runs import evaluate_run, sample_run
 from polydiff.training.checkpoint import LoadedRun, load_run
+from polydiff.training.trainer import train
 
 __version__ = "0.1.0"
 
@@ -41,7 +44,7 @@ __all__ = [
     "NonFiniteLossError", "PluginLoadError", "PluginManager", "PolydiffError", "PredictFn", "Prediction",
     "Registry", "SampleOutput", "Sampler", "SamplerSpec", "Schedule", "ScheduleSpec", "ScheduleValues",
     "SinusoidalEmbedding", "Space", "State", "UnknownComponentError", "VE", "VPCosine", "VPLinear",
-    "__version__", "append_dims", "batch_size", "build_experiment", "config_from_dict", "eps_to_x0",
-    "flow_velocity_to_x0", "hookimpl", "load_config", "load_run", "LoadedRun", "make_plugin_manager", "v_to_x0", "validate_state",
+    "__version__", "append_dims", "batch_size", "build_experiment", "cache_dir", "config_from_dict", "eps_to_x0",
+    "flow_velocity_to_x0", "hookimpl", "load_config", "load_run", "LoadedRun", "train", "sample_run", "evaluate_run", "make_plugin_manager", "v_to_x0", "validate_state", "write_atomic",
     "x0_to_eps", "x0_to_flow_velocity", "x0_to_v",
 ]

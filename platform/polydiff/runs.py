@@ -400,8 +400,9 @@ def evaluate_run(run_dir: str | Path, *, n: int | None = None, sampler: str | No
     s_cfg = experiment.config["sampling"]
     sampled = {"sampler": sampler or s_cfg["sampler"], "steps": steps or s_cfg["steps"], "n": n}
     rows = [{**sampled, **r, "checkpoint_step": run.step} for r in rows]
-    rows += [{**r, "n": min(n, LIKELIHOOD_ITEMS), "checkpoint_step": run.step}
-             for r in likelihood_rows(experiment, run.model, seed=seed, device=device)]
+    items = min(LIKELIHOOD_ITEMS, len(experiment.modality.dataset("validation")))  # the first items of the split
+    rows += [{**r, "n": items, "checkpoint_step": run.step}
+             for r in likelihood_rows(experiment, run.model, seed=seed, device=device, items=items)]
     table = pd.DataFrame(rows)
     first = [c for c in ("metric", "value", "std", "nfe", "sampler", "steps", "n") if c in table.columns]
     table = table[first + [c for c in table.columns if c not in first]]

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from polydiff.errors import CheckpointError, ConfigError, NonFiniteLossError

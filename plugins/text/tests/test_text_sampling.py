@@ -75,30 +75,28 @@ def test_a_template_longer_than_the_sequence_is_a_clear_error(tmp_path):
 
 
 def test_the_autoregressive_perplexity_is_exp_of_its_loss(tmp_path):
-    from polydiff.runs import likelihood_rows
-
     exp = experiment({"name": "autoregressive"}, "text_causal", "autoregressive", tmp_path)
-    model = exp.denoiser.eval()
-    data = exp.modality.dataset("validation")
-    batch = {"tokens": torch.stack([data[i]["tokens"] for i in range(16)])}
+    polydiff.train(exp.config, run_dir=tmp_path / "ar")
+    run = polydiff.load_run(tmp_path / "ar")
+    rows = {r["metric"]: r for r in polydiff.evaluate_run(tmp_path / "ar", n=4)}
+    data = run.experiment.modality.dataset("validation")
+    count = rows["perplexity_per_token"]["n"]
+    batch = {"tokens": torch.stack([data[i]["tokens"] for i in range(count)])}
     with torch.no_grad():
-        loss, _ = exp.loss(model, batch)
-    rows = {r["metric"]: r["value"] for r in likelihood_rows(exp, model, items=16)}
+        loss, _ = run.experiment.loss(run.model, batch)
+    rows = {name: row["value"] for name, row in rows.items()}
     assert rows["perplexity_per_token"] == pytest.approx(math.exp(float(loss)), rel=1e-4)
     assert rows["nelbo_bits_per_char"] == pytest.approx(float(loss) / math.log(2) / exp.modality.chars_per_token,
                                                         rel=1e-4)
 
 
 def test_prompt_file_and_polydiff_sample_write_the_prompts(tmp_path):
-    from polydiff.runs import sample_run
-    from polydiff.training import Trainer
-
     exp = experiment({"name": "masked"}, "text_transformer", "masked_cached", tmp_path)
     run_dir = tmp_path / "run"
-    Trainer(exp, run_dir).fit()
+    polydiff.train(exp.config, run_dir=run_dir)
     path = tmp_path / "p.safetensors"
     assert prompts.main([str(run_dir), "ROMEO: {{5}} the king:", "--out", str(path)]) == 0
-    folder = sample_run(run_dir, n=1, inpaint=path, out=tmp_path / "samples")
+    folder = polydiff.sample_run(run_dir, n=1, inpaint=path, out=tmp_path / "samples")
     text = (folder / "samples.txt").read_text(encoding="utf-8")
     assert "[prompt] ROMEO: [...] the king:[...]" in text
     info = json.loads((folder / "info.json").read_text())

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+import polydiff
 
 ARCHITECTURE = "cnn-16-32-64-pool2-fc128-v1"
 FEATURE_DIM = 128
@@ -116,8 +116,7 @@ class FeatureClassifier:
 
 def cache_dir() -> Path:
     """``$POLYDIFF_CACHE/classifiers`` (default ``~/.cache/polydiff/classifiers``)."""
-    root = os.environ.get("POLYDIFF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "polydiff")
-    return Path(root) / "classifiers"
+    return polydiff.cache_dir("classifiers")
 
 
 def _fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
@@ -186,18 +185,6 @@ def _validation_accuracy(model: FeatureClassifier, modality: Any) -> float:
     return float((model.predict(images) == torch.as_tensor(labels)).double().mean())
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    # Write next to the target and rename: a reader never sees a half-written file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
 
 def _paths(meta: dict[str, Any]) -> tuple[Path, Path]:
     shape = "x".join(str(s) for s in meta["image_shape"])
@@ -261,6 +248,6 @@ def feature_classifier(modality: Any, *, seed: int | None = None,
     model.metadata["validation_accuracy"] = _validation_accuracy(model, modality)
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.network.state_dict().items()}
-    _atomic_write(weights, lambda p: save_file(state, p))
-    _atomic_write(meta_path, lambda p: Path(p).write_text(json.dumps(model.metadata, indent=2)))
+    polydiff.write_atomic(weights, lambda p: save_file(state, str(p)))
+    polydiff.write_atomic(meta_path, lambda p: p.write_text(json.dumps(model.metadata, indent=2)))
     return model

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 import polydiff
 from polydiff_image import data as D
-from polydiff_image.degradations import TASKS, make_degradation
+from polydiff_image.degradations import make_degradation
 
 DATASETS = ("mnist", "digits", "photos", "folder", "npz")
 REPRESENTATIONS = ("continuous", "bounded", "discrete")

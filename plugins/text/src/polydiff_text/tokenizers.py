@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -249,8 +247,7 @@ def load_tokenizer(path: str | Path) -> CharTokenizer | BPETokenizer:
 
 def cache_dir() -> Path:
     """``$POLYDIFF_CACHE/tokenizers`` (default ``~/.cache/polydiff/tokenizers``)."""
-    root = os.environ.get("POLYDIFF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "polydiff")
-    return Path(root) / "tokenizers"
+    return polydiff.cache_dir("tokenizers")
 
 
 def corpus_key(texts: Sequence[str], **settings: Any) -> str:
@@ -297,25 +294,14 @@ def encode_documents_cached(tokenizer: BPETokenizer, texts: Sequence[str]) -> li
     out = tokenizer.encode_batch(texts)
     lengths = np.array([len(a) for a in out], dtype=np.int64)
     ids = np.concatenate(out).astype(np.uint32) if out else np.zeros(0, np.uint32)
-    _atomic_write(path, lambda fh: np.savez(fh, ids=ids, lengths=lengths), binary=True)
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as fh:  # a file object: np.savez would append ".npz" to a path
+            np.savez(fh, ids=ids, lengths=lengths)
+
+    polydiff.write_atomic(path, save)
     return out
 
 
 def _atomic_write_text(path: Path, text: str) -> Path:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    return _atomic_write(path, lambda fh: fh.write(text), binary=False)
-
-
-def _atomic_write(path: Path, write: Any, *, binary: bool) -> Path:
-    """Call ``write(file handle)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return polydiff.write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
