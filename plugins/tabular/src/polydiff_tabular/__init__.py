@@ -1,1 +1,3 @@
-"""polydiff-tabular: TabDDPM-style diffusion of mixed numeric and categorical tables (Kotelnikov et al. 2023)."""
+"""polydiff-tabular: mixed-type synthetic tables (TabDDPM) for polydiff (see README.md)."""
+
+__version__ = "0.1.0"
