@@ -45,6 +45,17 @@ def test_column_kinds_come_from_the_decoded_dtypes():
     assert M.column_kind(pd.Series([True, None], dtype="boolean")) == "categorical"
 
 
+def test_given_kinds_override_the_dtypes():
+    real = draw(N, 0).assign(year=lambda f: 2007 + (f["x"] > 0).astype("int64"))
+    by_dtype = {r["column"]: r["metric"] for r in M.column_shapes_frames(real, real)[1:]}
+    given = {r["column"]: r["metric"] for r in M.column_shapes_frames(real, real, {"year": "categorical"})[1:]}
+    assert by_dtype["year"] == "ks_complement" and given["year"] == "tv_complement"
+    assert M.resolve_kinds(real, ["count", "flag"], {"count": "integer", "flag": "boolean"}) == {
+        "count": "numeric", "flag": "categorical"}
+    with pytest.raises(ValueError, match="column 'x' has kind 'float'"):
+        M.resolve_kinds(real, ["x"], {"x": "float"})
+
+
 def test_a_table_against_itself_has_perfect_shapes_and_pair_trends():
     real = draw(N, 0)
     shapes = M.column_shapes_frames(real, real.copy())
@@ -197,3 +208,21 @@ def test_ml_efficiency_warns_and_gives_no_rows_without_a_sampled_target():
     state = {"row": torch.arange(40)[:, None]}
     with pytest.warns(UserWarning, match="target 'kind' is not among the sampled columns"):
         assert M.ml_efficiency(state, state, spaces={}, modality=modality) == []
+
+
+def test_the_metrics_on_the_penguins_modality():
+    from polydiff_tabular.modality import make_tabular_modality
+
+    modality = make_tabular_modality(**M.KIT_MODALITY)
+    train, validation = modality.dataset("train"), modality.dataset("validation")
+    stack = lambda data: {f: torch.stack([data[i][f] for i in range(len(data))]) for f in modality.spaces}
+    samples, reference = stack(train), stack(validation)
+    kinds = M.modality_kinds(modality)
+    assert kinds["species"] == "categorical" and set(kinds) == set(modality.frame("train").columns)
+    rows = {s.name: s.function(samples, reference, spaces=modality.spaces, generator=torch.Generator().manual_seed(0),
+                               modality=modality) for s in M.metric_specs()}
+    assert by_name(rows["column_shapes"])["column_shapes"]["value"] > 0.6
+    assert rows["ml_efficiency"][0]["target"] == modality.target
+    assert rows["ml_efficiency"][0]["ratio"] == pytest.approx(1.0, abs=0.02)  # decode(encode(train)) ~ train
+    assert rows["dcr"][0]["value"] < 0.01  # the samples are the training rows
+    assert all(np.isfinite(r["value"]) for group in rows.values() for r in group)

@@ -9,35 +9,35 @@ real training table where a metric needs it. Rows are ``{"metric": name, "value"
 ...}``: the overall score under the metric's own name, and per column or pair under the
 name of the SDMetrics metric computed there, with keys ``"column"`` (and ``"column_2"``).
 
-========================  ===============================================  =========
-metric (rows)             definition                                       best
-========================  ===============================================  =========
-column_shapes             mean over columns of KSComplement (numeric,      1
- (ks_complement,          datetime: 1 - Kolmogorov-Smirnov statistic) and
- tv_complement)           TVComplement (categorical, boolean: 1 - total
-                          variation distance of the category frequencies)
-column_pair_trends        mean over pairs of CorrelationSimilarity         1
- (correlation_similarity, (numeric pairs: 1 - abs(r_real - r_syn) / 2,
- contingency_similarity)  Pearson r) and ContingencySimilarity (other
-                          pairs: 1 - TVD of the normalised two-way table,
-                          numbers in 10 bins of the real column)
-detection                ROC AUC of a logistic regression telling real    0.5
- (detection_score)        from synthetic rows, stratified 3-fold CV;
-                          SDMetrics' score 1 - (2 max(AUC, 0.5) - 1)
-ml_efficiency            a gradient-boosting model of ``modality.target``  real's
-                          trained on the synthetic rows, tested on the
-                          real validation rows (macro F1 or R^2), beside
-                          the same model trained on the real training rows
-dcr                      median distance of synthetic rows to their        >= 1
-                          closest training row over that of the real
-                          validation rows (SDMetrics' DCR distance)
-========================  ===============================================  =========
+=========================  ===============================================  ========
+metric (rows)              definition                                       best
+=========================  ===============================================  ========
+column_shapes              mean over columns of KSComplement (numeric,      1
+ (ks_complement,           datetime: 1 - Kolmogorov-Smirnov statistic) and
+ tv_complement)            TVComplement (categorical, boolean: 1 - total
+                           variation distance of the category frequencies)
+column_pair_trends         mean over pairs of CorrelationSimilarity         1
+ (correlation_similarity,  (numeric pairs: 1 - abs(r_real - r_syn) / 2,
+ contingency_similarity)   Pearson r) and ContingencySimilarity (other
+                           pairs: 1 - TVD of the normalised two-way table,
+                           numbers in 10 bins of the real column)
+detection                  ROC AUC of a logistic regression telling real    0.5
+ (detection_score)         from synthetic rows, stratified 3-fold CV;       (1)
+                           SDMetrics' score 1 - (2 max(AUC, 0.5) - 1)
+ml_efficiency              gradient boosting of ``modality.target`` fitted  the real
+                           on the synthetic rows, scored on the real        score
+                           validation rows (macro F1 or R^2), beside the
+                           same model fitted on the real training rows
+dcr                        median distance of synthetic rows to their       about 1
+                           closest training row over that of the real
+                           validation rows (SDMetrics' DCR distance)
+=========================  ===============================================  ========
 
-Column kinds come from the decoded tables' dtypes (the modality's ``decode`` contract):
-datetime64 -> datetime; bool / boolean, Categorical, object and string -> categorical;
-other numbers (int, nullable Int64, float) -> numeric. Missing cells are left out of the
-numeric statistics (KS, Pearson) and are a category of their own everywhere else, as in
-SDMetrics. Only columns present in both tables are compared (conditioning columns are
+Column kinds are the modality's (``modality.columns``: numeric and integer columns are
+numeric, categorical and boolean ones categorical); every ``*_frames`` function takes them
+as ``kinds`` and otherwise reads them from the dtypes (``column_kind``). Missing cells are
+left out of the numeric statistics (KS, Pearson) and are a category of their own
+everywhere else, as in SDMetrics. Only columns present in both tables are compared (conditioning columns are
 absent from the diffused samples).
 """
 from __future__ import annotations
@@ -105,6 +105,34 @@ def column_kind(series: pd.Series) -> str:
     return CATEGORICAL
 
 
+KIND_OF = {"numeric": NUMERIC, "integer": NUMERIC, "datetime": DATETIME, "categorical": CATEGORICAL,
+           "boolean": CATEGORICAL}
+"""The modality's column kinds -> the three kinds the metrics tell apart."""
+
+Kinds = Mapping[str, str] | None
+
+
+def resolve_kinds(frame: pd.DataFrame, columns: list[str], kinds: Kinds = None) -> dict[str, str]:
+    """``{column: kind}`` for ``columns``: the given kind (any of ``KIND_OF``) where there is
+    one, else ``column_kind`` of the column of ``frame``.
+
+    Raises:
+        ValueError: a given kind that is not one of ``KIND_OF``.
+    """
+    out = {}
+    for c in columns:
+        given = (kinds or {}).get(c)
+        if given is not None and given not in KIND_OF:
+            raise ValueError(f"tabular metrics: column {c!r} has kind {given!r}; kinds are {sorted(KIND_OF)}")
+        out[c] = KIND_OF[given] if given is not None else column_kind(frame[c])
+    return out
+
+
+def modality_kinds(modality: Any) -> dict[str, str]:
+    """``{column: kind}`` from ``modality.columns`` (objects with ``name`` and ``kind``); {} without it."""
+    return {c.name: c.kind for c in getattr(modality, "columns", None) or [] if hasattr(c, "kind")}
+
+
 def numeric_values(series: pd.Series) -> np.ndarray:
     """A numeric or datetime column as float64 (datetimes in nanoseconds), NaN where missing."""
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
@@ -159,17 +187,19 @@ def tv_complement(real: pd.Series, synthetic: pd.Series) -> float:
     return 1.0 - total_variation(category_labels(real), category_labels(synthetic))
 
 
-def column_shapes_frames(real: pd.DataFrame, synthetic: pd.DataFrame) -> list[Row]:
-    """Column shapes of two tables: KSComplement or TVComplement per shared column (by the
-    real column's kind), and their mean, as in SDMetrics' quality report.
+def column_shapes_frames(real: pd.DataFrame, synthetic: pd.DataFrame, kinds: Kinds = None) -> list[Row]:
+    """Column shapes of two tables: KSComplement or TVComplement per shared column (by its
+    kind, see ``resolve_kinds``), and their mean, as in SDMetrics' quality report.
 
     Returns:
         The ``column_shapes`` row (``columns`` = how many were scored), then one
         ``ks_complement`` / ``tv_complement`` row per column with key ``column``.
     """
     rows = []
-    for column in shared_columns(real, synthetic):
-        if column_kind(real[column]) == CATEGORICAL:
+    columns = shared_columns(real, synthetic)
+    kinds = resolve_kinds(real, columns, kinds)
+    for column in columns:
+        if kinds[column] == CATEGORICAL:
             name, score = "tv_complement", tv_complement(real[column], synthetic[column])
         else:
             name, score = "ks_complement", ks_complement(real[column], synthetic[column])
@@ -219,17 +249,18 @@ def binned_labels(real: pd.Series, synthetic: pd.Series, bins: int = N_BINS) -> 
     return label(a), label(b)
 
 
-def _pair_labels(real: pd.Series, synthetic: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    if column_kind(real) == CATEGORICAL:
+def _pair_labels(real: pd.Series, synthetic: pd.Series, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    if kind == CATEGORICAL:
         return category_labels(real), category_labels(synthetic)
     return binned_labels(real, synthetic)
 
 
-def contingency_similarity(real: pd.DataFrame, synthetic: pd.DataFrame) -> float:
+def contingency_similarity(real: pd.DataFrame, synthetic: pd.DataFrame, kinds: Kinds = None) -> float:
     """ContingencySimilarity of a pair of columns (the two columns of each table):
     ``1 - TVD`` of the normalised two-way tables of (A, B) categories, numeric / datetime
     columns first cut into ``N_BINS`` bins of the real column (``binned_labels``)."""
-    (a_real, a_syn), (b_real, b_syn) = (_pair_labels(real[c], synthetic[c]) for c in real.columns)
+    kinds = resolve_kinds(real, list(real.columns), kinds)
+    (a_real, a_syn), (b_real, b_syn) = (_pair_labels(real[c], synthetic[c], kinds[c]) for c in real.columns)
     return 1.0 - total_variation(_joint(a_real, b_real), _joint(a_syn, b_syn))
 
 
@@ -240,7 +271,7 @@ def _joint(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def column_pair_trends_frames(real: pd.DataFrame, synthetic: pd.DataFrame) -> list[Row]:
+def column_pair_trends_frames(real: pd.DataFrame, synthetic: pd.DataFrame, kinds: Kinds = None) -> list[Row]:
     """Column pair trends of two tables: CorrelationSimilarity for each pair of numeric /
     datetime columns, ContingencySimilarity for every other pair, and their mean (SDMetrics'
     quality report; a pair whose correlation is undefined is left out).
@@ -251,12 +282,13 @@ def column_pair_trends_frames(real: pd.DataFrame, synthetic: pd.DataFrame) -> li
         ``column`` and ``column_2``; no rows with fewer than two shared columns.
     """
     rows = []
-    for a, b in combinations(shared_columns(real, synthetic), 2):
-        numeric = column_kind(real[a]) != CATEGORICAL and column_kind(real[b]) != CATEGORICAL
-        if numeric:
+    columns = shared_columns(real, synthetic)
+    kinds = resolve_kinds(real, columns, kinds)
+    for a, b in combinations(columns, 2):
+        if kinds[a] != CATEGORICAL and kinds[b] != CATEGORICAL:
             name, score = "correlation_similarity", correlation_similarity(real[[a, b]], synthetic[[a, b]])
         else:
-            name, score = "contingency_similarity", contingency_similarity(real[[a, b]], synthetic[[a, b]])
+            name, score = "contingency_similarity", contingency_similarity(real[[a, b]], synthetic[[a, b]], kinds)
         if score is not None:
             rows.append(_row(name, score, column=a, column_2=b))
     if not rows:
@@ -275,10 +307,6 @@ def feature_frame(frame: pd.DataFrame, columns: list[str], kinds: Mapping[str, s
                          for c in columns}, index=range(len(frame)))
 
 
-def _kinds(frame: pd.DataFrame, columns: list[str]) -> dict[str, str]:
-    return {c: column_kind(frame[c]) for c in columns}
-
-
 # ---------------------------------------------------------------------------
 # Detection (SDMetrics: LogisticDetection)
 # ---------------------------------------------------------------------------
@@ -292,7 +320,7 @@ def _detector(numeric: list[str], categorical: list[str]) -> Any:
     return make_pipeline(features, LogisticRegression(max_iter=1000))
 
 
-def detection_frames(real: pd.DataFrame, synthetic: pd.DataFrame, seed: int = 0) -> list[Row]:
+def detection_frames(real: pd.DataFrame, synthetic: pd.DataFrame, seed: int = 0, kinds: Kinds = None) -> list[Row]:
     """How well a logistic regression tells real from synthetic rows (SDMetrics' LogisticDetection).
 
     The rows of both tables (shared columns) are labelled 0 (real) and 1 (synthetic) and
@@ -311,7 +339,7 @@ def detection_frames(real: pd.DataFrame, synthetic: pd.DataFrame, seed: int = 0)
         raise ValueError(f"detection: needs at least {CV_FOLDS} real and {CV_FOLDS} synthetic rows, got "
                          f"{len(real)} and {len(synthetic)}")
     columns = shared_columns(real, synthetic)
-    kinds = _kinds(real, columns)
+    kinds = resolve_kinds(real, columns, kinds)
     x = pd.concat([feature_frame(real, columns, kinds), feature_frame(synthetic, columns, kinds)], ignore_index=True)
     y = np.r_[np.zeros(len(real)), np.ones(len(synthetic))]
     numeric = [c for c in columns if kinds[c] != CATEGORICAL]
@@ -376,7 +404,7 @@ def _target_values(frame: pd.DataFrame, target: str, classify: bool) -> tuple[pd
 
 
 def ml_efficiency_frames(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, target: str,
-                         seed: int = 0) -> list[Row]:
+                         seed: int = 0, kinds: Kinds = None) -> list[Row]:
     """Machine-learning efficiency ("train on synthetic, test on real", TabDDPM Sec. 4 and
     SDMetrics' ML efficacy): histogram gradient boosting (scikit-learn, seeded) predicts
     ``target`` from the other shared columns, fitted once on the synthetic rows and once on
@@ -397,9 +425,9 @@ def ml_efficiency_frames(synthetic: pd.DataFrame, train: pd.DataFrame, test: pd.
         if target not in frame.columns:
             raise ValueError(f"ml_efficiency: target column {target!r} is not in the {name} table "
                              f"(columns {list(frame.columns)})")
-    classify = column_kind(train[target]) == CATEGORICAL
     features = [c for c in shared_columns(test, synthetic) if c != target and c in train.columns]
-    kinds = _kinds(train, features)
+    kinds = resolve_kinds(train, [*features, target], kinds)
+    classify = kinds[target] == CATEGORICAL
     parts = [_target_values(f, target, classify) for f in (synthetic, train, test)]
     for (rows, _), name in zip(parts, ("synthetic", "train", "test")):
         if not len(rows):
@@ -427,33 +455,45 @@ class RecordDistance:
 
     Args:
         train: the real training table (the records searched); columns: those compared.
+        kinds: column kinds (see ``resolve_kinds``).
     """
 
-    def __init__(self, train: pd.DataFrame, columns: list[str]) -> None:
+    def __init__(self, train: pd.DataFrame, columns: list[str], kinds: Kinds = None) -> None:
         self.columns = columns
-        self.kinds = _kinds(train, columns)
-        self.ranges = {}
+        self.kinds = resolve_kinds(train, columns, kinds)
+        self.ranges: dict[str, float] = {}
+        self.codes: dict[str, dict[str, int]] = {}
         for c in columns:
             if self.kinds[c] != CATEGORICAL:
                 v = numeric_values(train[c])
                 span = np.nanmax(v) - np.nanmin(v) if np.isfinite(v).any() else 0.0
                 self.ranges[c] = float(span) if span > 0 else 1.0
+            else:
+                self.codes[c] = {label: i for i, label in enumerate(pd.unique(category_labels(train[c])))}
         self.train = self.values(train)
 
     def values(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Per column: scaled floats (NaN where missing) or category labels."""
-        return {c: (category_labels(frame[c]) if self.kinds[c] == CATEGORICAL
-                    else numeric_values(frame[c]) / self.ranges[c]) for c in self.columns}
+        """Per column, float32: scaled numbers (NaN where missing), or category codes of the
+        training categories (-1 for a category the training rows lack; missing = a category)."""
+        out = {}
+        for c in self.columns:
+            if self.kinds[c] != CATEGORICAL:
+                out[c] = (numeric_values(frame[c]) / self.ranges[c]).astype(np.float32)
+            else:
+                out[c] = np.array([self.codes[c].get(v, -1) for v in category_labels(frame[c])], dtype=np.float32)
+        return out
 
     def _block(self, query: dict[str, np.ndarray], start: int, stop: int) -> np.ndarray:
-        total = np.zeros((stop - start, len(next(iter(self.train.values())))))
+        total = np.zeros((stop - start, len(next(iter(self.train.values())))), dtype=np.float32)
         for c in self.columns:
             a, b = query[c][start:stop, None], self.train[c][None, :]
             if self.kinds[c] == CATEGORICAL:
                 total += a != b
-            else:
+            elif np.isnan(a).any() or np.isnan(b).any():
                 missing_a, missing_b = np.isnan(a), np.isnan(b)
                 total += np.where(missing_a | missing_b, missing_a != missing_b, np.abs(a - b))
+            else:
+                total += np.abs(a - b)
         return total
 
     def nearest(self, frame: pd.DataFrame) -> np.ndarray:
@@ -464,7 +504,7 @@ class RecordDistance:
         out = np.empty(len(frame))
         for start in range(0, len(frame), chunk):
             stop = min(start + chunk, len(frame))
-            out[start:stop] = self._block(query, start, stop).min(axis=1) / len(self.columns)
+            out[start:stop] = self._block(query, start, stop).min(axis=1).astype(np.float64) / len(self.columns)
         return out
 
 
@@ -474,7 +514,8 @@ def _subsample(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     return frame.iloc[np.sort(rng.choice(len(frame), DCR_MAX_ROWS, replace=False))]
 
 
-def dcr_frames(synthetic: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame, seed: int = 0) -> list[Row]:
+def dcr_frames(synthetic: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame, seed: int = 0,
+               kinds: Kinds = None) -> list[Row]:
     """Distance to closest record, synthetic rows against a real holdout as the baseline.
 
     For each synthetic row the ``RecordDistance`` to its closest real training row, and for
@@ -497,7 +538,7 @@ def dcr_frames(synthetic: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFra
         raise ValueError(f"dcr: needs rows in every table and shared columns; got {len(synthetic)} synthetic, "
                          f"{len(train)} training and {len(holdout)} holdout rows, shared columns {columns}")
     rng = np.random.default_rng(seed)
-    distance = RecordDistance(train, columns)
+    distance = RecordDistance(train, columns, kinds)
     syn = distance.nearest(_subsample(synthetic, rng))
     base = distance.nearest(_subsample(holdout, rng))
     median_syn, median_base = float(np.median(syn)), float(np.median(base))
@@ -533,14 +574,14 @@ def column_shapes(samples: polydiff.State, reference: polydiff.State, *, spaces:
                   generator: torch.Generator | None = None, modality: Any = None) -> list[Row]:
     """Column shapes of the samples against the reference (``column_shapes_frames``)."""
     synthetic, real = decoded(samples, reference, modality, "column_shapes")
-    return column_shapes_frames(real, synthetic)
+    return column_shapes_frames(real, synthetic, modality_kinds(modality))
 
 
 def column_pair_trends(samples: polydiff.State, reference: polydiff.State, *, spaces: Mapping[str, polydiff.Space],
                        generator: torch.Generator | None = None, modality: Any = None) -> list[Row]:
     """Column pair trends of the samples against the reference (``column_pair_trends_frames``)."""
     synthetic, real = decoded(samples, reference, modality, "column_pair_trends")
-    return column_pair_trends_frames(real, synthetic)
+    return column_pair_trends_frames(real, synthetic, modality_kinds(modality))
 
 
 def detection(samples: polydiff.State, reference: polydiff.State, *, spaces: Mapping[str, polydiff.Space],
@@ -548,7 +589,7 @@ def detection(samples: polydiff.State, reference: polydiff.State, *, spaces: Map
     """Logistic detection of the samples among the reference rows (``detection_frames``),
     folds shuffled with a seed drawn from ``generator``."""
     synthetic, real = decoded(samples, reference, modality, "detection")
-    return detection_frames(real, synthetic, seed_from(generator))
+    return detection_frames(real, synthetic, seed_from(generator), modality_kinds(modality))
 
 
 def ml_efficiency(samples: polydiff.State, reference: polydiff.State, *, spaces: Mapping[str, polydiff.Space],
@@ -566,7 +607,8 @@ def ml_efficiency(samples: polydiff.State, reference: polydiff.State, *, spaces:
                       f"{'unset (modality option target)' if target is None else 'not among the sampled columns'}",
                       stacklevel=2)
         return []
-    return ml_efficiency_frames(synthetic, modality.frame("train"), real, target, seed_from(generator))
+    return ml_efficiency_frames(synthetic, modality.frame("train"), real, target, seed_from(generator),
+                                modality_kinds(modality))
 
 
 def dcr(samples: polydiff.State, reference: polydiff.State, *, spaces: Mapping[str, polydiff.Space],
@@ -574,7 +616,7 @@ def dcr(samples: polydiff.State, reference: polydiff.State, *, spaces: Mapping[s
     """Distance to closest record of the samples, the reference rows as the holdout baseline,
     against ``modality.frame("train")`` (``dcr_frames``)."""
     synthetic, real = decoded(samples, reference, modality, "dcr")
-    return dcr_frames(synthetic, modality.frame("train"), real, seed_from(generator))
+    return dcr_frames(synthetic, modality.frame("train"), real, seed_from(generator), modality_kinds(modality))
 
 
 def metric_specs() -> Iterator[polydiff.MetricSpec]:

@@ -38,7 +38,9 @@ NAME = "tabular_mlp"
 SPACE_KINDS = frozenset({"continuous", "bounded", "discrete"})
 DEFAULT_HIDDEN = (256, 256, 256)
 """TabDDPM's MLP widths are tuned per data set (App. A); three layers of 256 is a middle choice."""
-KIT_OPTIONS = {"hidden": [32, 32], "time_dim": 32, "embed_dim": 4}
+KIT_OPTIONS = {"hidden": [64, 64], "time_dim": 64, "embed_dim": 8}
+"""Small enough for the conformance kit's tiny runs; [32, 32] lowers the reflected process's loss on
+``toy-box`` by under the 10% the kit asks in its 60 steps."""
 
 
 def _report_size(module: nn.Module) -> int:
