@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.polydiff-installed
 PLUGIN_PYPROJECTS := $(wildcard plugins/*/pyproject.toml)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean-venv
+.PHONY: install demo test bench bench-domains bench-tabular clean-venv
 
 install: $(STAMP)
 
@@ -44,5 +44,21 @@ bench: install
 	$(PY) bench/discrete.py
 	$(PY) bench/oracle_families.py
 
+# The domain benchmarks train models for minutes to hours on a CPU (each script's --help).
+bench-domains: install
+	$(PIP) install --quiet -c constraints.txt -e ".[bench]"
+	$(PY) bench/image_mnist.py
+	$(PY) bench/text_shakespeare.py
+
+# SDV (Business Source License, pandas < 3) lives in its own environment, never in .venv.
+SDV_VENV := .venv-sdv
+$(SDV_VENV)/.installed:
+	$(PYTHON) -m venv $(SDV_VENV)
+	$(SDV_VENV)/bin/python -m pip install --quiet "sdv==2.0.0"
+	@touch $@
+
+bench-tabular: install $(SDV_VENV)/.installed
+	$(PY) bench/tabular.py
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(SDV_VENV)

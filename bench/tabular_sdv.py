@@ -1,0 +1,115 @@
+"""The SDV side of ``bench/tabular.py``: fit SDV synthesizers and score tables with sdmetrics.
+
+SDV, CTGAN, RDT and Copulas are under the Business Source License and need pandas < 3, so
+they live in their own environment, ``.venv-sdv`` (``make bench-tabular`` creates it), and
+polydiff never imports them. ``bench/tabular.py`` runs this script there and exchanges CSV
+and JSON files with it:
+
+    fit:   python bench/tabular_sdv.py fit --train train.csv --kinds kinds.json --seconds 120 --n 1000 --out DIR
+    score: python bench/tabular_sdv.py score --real validation.csv --kinds kinds.json --out scores.json SYN.csv ...
+
+``fit`` trains GaussianCopula (it needs far less than the budget) and CTGAN (Xu et al. 2019)
+with as many epochs as fit the budget in CPU seconds (one epoch is timed first, then a fresh
+model is trained for ``budget / epoch time`` epochs), on one torch thread, and writes
+``<synthesizer>.csv`` (``--n`` rows) and ``fit.json`` (CPU seconds, epochs). ``score`` writes
+sdmetrics' QualityReport properties (Column Shapes, Column Pair Trends) of each synthetic
+table against the real one, to cross-check polydiff-tabular's own implementations.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import pandas as pd
+
+SDTYPES = {"numeric": "numerical", "integer": "numerical", "categorical": "categorical",
+           "boolean": "boolean", "datetime": "datetime"}
+
+
+def metadata(frame: pd.DataFrame, kinds: dict[str, str]):
+    """SDV single-table metadata with each column's sdtype from polydiff's column kinds."""
+    from sdv.metadata import Metadata
+
+    md = Metadata.detect_from_dataframe(frame, table_name="table")
+    for column, kind in kinds.items():
+        md.update_column(column_name=column, sdtype=SDTYPES[kind], table_name="table")
+    return md
+
+
+def read(path: Path, kinds: dict[str, str]) -> pd.DataFrame:
+    """A CSV with categorical columns as strings (SDV treats them as labels)."""
+    frame = pd.read_csv(path)
+    for column, kind in kinds.items():
+        if kind == "categorical":
+            frame[column] = frame[column].astype("string").astype(object).where(frame[column].notna(), None)
+    return frame
+
+
+def fit(args: argparse.Namespace) -> None:
+    import torch
+    from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer
+
+    torch.set_num_threads(1)
+    kinds = json.loads(args.kinds.read_text())
+    train = read(args.train, kinds)
+    md = metadata(train, kinds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    info = {}
+    start = time.process_time()
+    copula = GaussianCopulaSynthesizer(md)
+    copula.fit(train)
+    info["sdv gaussian-copula"] = {"fit_cpu_seconds": time.process_time() - start}
+    copula.sample(args.n).to_csv(args.out / "gaussian_copula.csv", index=False)
+    start = time.process_time()
+    probe = CTGANSynthesizer(md, epochs=1, verbose=False)
+    probe.fit(train)
+    epoch = time.process_time() - start
+    epochs = max(1, math.floor(args.seconds / epoch))
+    start = time.process_time()
+    ctgan = CTGANSynthesizer(md, epochs=epochs, verbose=False)
+    ctgan.fit(train)
+    info["sdv ctgan"] = {"fit_cpu_seconds": time.process_time() - start, "epochs": epochs,
+                         "epoch_probe_cpu_seconds": epoch}
+    ctgan.sample(args.n).to_csv(args.out / "ctgan.csv", index=False)
+    (args.out / "fit.json").write_text(json.dumps(info, indent=2))
+
+
+def score(args: argparse.Namespace) -> None:
+    from sdmetrics.reports.single_table import QualityReport
+
+    kinds = json.loads(args.kinds.read_text())
+    real = read(args.real, kinds)
+    md = metadata(real, kinds).to_dict()["tables"]["table"]
+    out = {}
+    for path in args.synthetic:
+        report = QualityReport()
+        report.generate(real, read(Path(path), kinds)[list(real.columns)], md, verbose=False)
+        props = report.get_properties().set_index("Property")["Score"]
+        out[str(path)] = {"column_shapes": float(props["Column Shapes"]),
+                          "column_pair_trends": float(props["Column Pair Trends"])}
+    args.out.write_text(json.dumps(out, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fit")
+    f.add_argument("--train", type=Path, required=True)
+    f.add_argument("--kinds", type=Path, required=True)
+    f.add_argument("--seconds", type=float, required=True)
+    f.add_argument("--n", type=int, required=True)
+    f.add_argument("--out", type=Path, required=True)
+    s = sub.add_parser("score")
+    s.add_argument("--real", type=Path, required=True)
+    s.add_argument("--kinds", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("synthetic", nargs="+")
+    args = parser.parse_args()
+    fit(args) if args.command == "fit" else score(args)
+
+
+if __name__ == "__main__":
+    main()
