@@ -198,3 +198,18 @@ def test_prior_is_uniform_tokens():
     draws = UniformCorruption(SPACE).prior(20000, generator=torch.Generator().manual_seed(0))
     freq = torch.bincount(draws.flatten(), minlength=V).double() / draws.numel()
     assert draws.dtype == torch.int64 and float((freq - 1 / V).abs().max()) < 4 * math.sqrt(0.16 / draws.numel())
+
+
+def test_the_loss_stays_finite_when_the_model_is_sure_and_wrong_near_t_zero():
+    """At t = t_min (r ~ V / t) a confident wrong prediction makes the model rate about
+    1 / (1 + r)^2 of the true one: 1 + d rounds to 0 in float32, log(rho) must not."""
+    process = UniformCorruption(polydiff.Discrete((4,), 85), "log-linear")
+    x0 = torch.tensor([[3, 7, 11, 0]])
+    x_t = torch.tensor([[5, 7, 11, 2]])  # two tokens resampled away from x0
+    raw = torch.full((1, 4, 85), -30.0)
+    raw[0, torch.arange(4), x_t[0]] = 30.0  # certain that x0 = x_t, wrong at positions 0 and 3
+    corrupted = Corrupted(t=torch.tensor([1e-3]), x_t=x_t)
+    loss = process.loss(raw, x0, corrupted)
+    assert torch.isfinite(loss).all() and float(loss) > 0
+    exact = process.nelbo(raw.double(), x0, corrupted)
+    assert float(loss) == pytest.approx(float(exact), rel=1e-3)

@@ -47,13 +47,18 @@ from polydiff.schedules import MaskingSchedule
 from polydiff.spaces import Space
 
 
-def _excess_log(d: torch.Tensor) -> torch.Tensor:
+def _excess_log(d: torch.Tensor, log_rho: torch.Tensor | None = None) -> torch.Tensor:
     """rho - 1 - log(rho) for rho = 1 + d (>= 0): ``d - log1p(d)``, by its series
-    d^2 (1/2 - d/3 + d^2/4 - d^3/5) where |d| < 1e-3, since the difference cancels there."""
+    d^2 (1/2 - d/3 + d^2/4 - d^3/5) where |d| < 1e-3, since the difference cancels there.
+
+    ``log_rho``, when given, is log(rho) computed without forming 1 + d: for rho far below 1
+    (a model rate much smaller than the true one) d rounds to -1 in float32 and log1p(d)
+    would be -inf although rho > 0."""
     small = d.abs() < 1e-3
     ds = torch.where(small, d, torch.zeros_like(d))  # keeps the unused branch finite for autograd
     series = ds * ds * (0.5 - ds / 3 + ds * ds / 4 - ds * ds * ds / 5)
-    return torch.where(small, series, d - torch.log1p(d))
+    log_term = torch.log1p(d) if log_rho is None else log_rho
+    return torch.where(small, series, d - log_term)
 
 
 def ctmc_elbo_integrand(model_rates: torch.Tensor, true_rates: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
@@ -121,7 +126,9 @@ class UniformCorruption(_DiscreteProcess):
         In units of beta / V: true rate b = (1 + r [y = x0]) / (1 + r [x = x0]); the model
         rate minus it, ``r (p_y - p_x / (1 + r) + ([x = x0] - [y = x0]) / (1 + r [x = x0]))``,
         is formed without cancellation, and the term is ``b (d - log1p(d))`` (``_excess_log``),
-        d = (R_theta - R) / R.
+        d = (R_theta - R) / R. log(R_theta / R) is taken from the model rate written as a sum of
+        non-negative terms, ``(1 - p_x) + p_x / (1 + r) + r p_y`` with 1 - p_x summed over the
+        other tokens, so a model rate far below the true one (near t = 0, r ~ V / t) stays finite.
         """
         v = self.vocab_size
         hot_x, hot0 = F.one_hot(x_t.long(), v).to(p.dtype), F.one_hot(x0.long(), v).to(p.dtype)
@@ -130,7 +137,9 @@ class UniformCorruption(_DiscreteProcess):
         b = (1 + r * hot0) / (1 + r * same)
         diff = r * (p - p_x / (1 + r) + (same - hot0) / (1 + r * same))
         d = diff / b
-        return b * _excess_log(d) * (1 - hot_x)
+        model = (p * (1 - hot_x)).sum(-1, keepdim=True) + p_x / (1 + r) + r * p
+        log_rho = torch.log(model.clamp_min(torch.finfo(p.dtype).tiny)) - torch.log(b)
+        return b * _excess_log(d, log_rho) * (1 - hot_x)
 
     def nelbo(self, raw: torch.Tensor, x0: torch.Tensor, corrupted: Corrupted) -> torch.Tensor:
         """The CTMC ELBO integrand (module docstring) in nats per token, shape ``(B,)``.
