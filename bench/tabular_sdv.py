@@ -9,9 +9,9 @@ and JSON files with it:
     score: python bench/tabular_sdv.py score --real validation.csv --kinds kinds.json --out scores.json SYN.csv ...
 
 ``fit`` trains GaussianCopula (it needs far less than the budget) and CTGAN (Xu et al. 2019)
-with as many epochs as fit the budget in CPU seconds (fits of 1 and 3 epochs are timed to
-separate the per-epoch time from the one-off data transforms, then a fresh model is trained
-for ``(budget - setup) / epoch time`` epochs), on one torch thread, and writes
+with as many epochs as fit the budget in CPU seconds (``ctgan_epoch_time`` times short fits
+to separate the per-epoch time from the one-off data transforms, then a fresh model is
+trained for ``(budget - setup) / epoch time`` epochs), on one torch thread, and writes
 ``<synthesizer>.csv`` (``--n`` rows) and ``fit.json`` (CPU seconds, epochs). ``score`` writes
 sdmetrics' QualityReport properties (Column Shapes, Column Pair Trends) of each synthetic
 table against the real one, to cross-check polydiff-tabular's own implementations.
@@ -47,6 +47,28 @@ def read(path: Path, kinds: dict[str, str]) -> pd.DataFrame:
     return frame
 
 
+def _ctgan_fit_seconds(md, train: pd.DataFrame, epochs: int) -> float:
+    from sdv.single_table import CTGANSynthesizer
+
+    start = time.process_time()
+    CTGANSynthesizer(md, epochs=epochs, verbose=False).fit({"table": train})
+    return time.process_time() - start
+
+
+def ctgan_epoch_time(md, train: pd.DataFrame, budget: float) -> tuple[float, float]:
+    """CTGAN's CPU seconds per epoch and its one-off setup (the data transforms), from fits of 1
+    and of e = 2, 4, 8, ... epochs, doubling e until the extra epochs take a tenth of the budget
+    (a small table's epoch lasts milliseconds, below the timer's noise for two epochs)."""
+    one = _ctgan_fit_seconds(md, train, 1)
+    count = 2
+    while True:
+        more = _ctgan_fit_seconds(md, train, count)
+        if more - one >= 0.1 * budget or more >= 0.5 * budget or count >= 4096:
+            epoch = max((more - one) / (count - 1), 1e-6)
+            return epoch, max(one - epoch, 0.0)
+        count *= 2
+
+
 def fit(args: argparse.Namespace) -> None:
     import torch
     from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer
@@ -62,13 +84,7 @@ def fit(args: argparse.Namespace) -> None:
     copula.fit({"table": train})  # SDV 2 takes and returns {table name: frame}
     info["sdv gaussian-copula"] = {"fit_cpu_seconds": time.process_time() - start}
     copula.sample(args.n)["table"].to_csv(args.out / "gaussian_copula.csv", index=False)
-    probes = {}
-    for count in (1, 3):
-        start = time.process_time()
-        CTGANSynthesizer(md, epochs=count, verbose=False).fit({"table": train})
-        probes[count] = time.process_time() - start
-    epoch = max((probes[3] - probes[1]) / 2, 1e-3)  # the data transforms are fitted once per fit
-    overhead = max(probes[1] - epoch, 0.0)
+    epoch, overhead = ctgan_epoch_time(md, train, args.seconds)
     epochs = max(1, math.floor((args.seconds - overhead) / epoch))
     start = time.process_time()
     ctgan = CTGANSynthesizer(md, epochs=epochs, verbose=False)
