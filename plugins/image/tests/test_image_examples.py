@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-import polydiff
+from polydiff.testing import step_example
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("image_*.toml"))
 SMALL = ["denoiser.channels=8", "denoiser.channel_mults=[1, 2]", "denoiser.groups=4",
@@ -21,16 +20,4 @@ def test_there_is_an_example_per_process():
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_builds_and_runs_one_step(path):
-    manager = polydiff.make_plugin_manager()
-    config = polydiff.load_config(path, SMALL)
-    experiment = polydiff.build_experiment(config, manager)  # resolves every component name
-    for metric in config["evaluation"]["metrics"]:
-        manager.registry.get("metric", metric)
-    dataset = experiment.modality.dataset("train")
-    batch = torch.utils.data.default_collate([dataset[i] for i in range(4)])
-    loss, _ = experiment.loss(experiment.denoiser, batch, generator=torch.Generator().manual_seed(0))
-    assert torch.isfinite(loss)
-    loss.backward()
-    _, cond = experiment.split_batch(batch)
-    out = experiment.sample(experiment.denoiser, 4, steps=2, cond=cond, generator=torch.Generator().manual_seed(0))
-    polydiff.validate_state(out.state, experiment.spaces, where=f"samples of {path.name}")
+    step_example(path, SMALL)

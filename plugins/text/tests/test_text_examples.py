@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-import polydiff
+from polydiff.testing import step_example
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "examples").glob("text_*.toml"))
 SMALL = ["modality.max_chars=20000", "modality.seq_len=32", "denoiser.width=32", "denoiser.depth=1",
@@ -20,16 +19,4 @@ def test_there_is_an_example_per_process():
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_builds_and_runs_one_step(path):
-    manager = polydiff.make_plugin_manager()
-    overrides = SMALL + (["modality.vocab_size=300"] if "bpe" in path.stem else [])
-    config = polydiff.load_config(path, overrides)
-    experiment = polydiff.build_experiment(config, manager)
-    for metric in config["evaluation"]["metrics"]:
-        manager.registry.get("metric", metric)
-    dataset = experiment.modality.dataset("train")
-    batch = torch.utils.data.default_collate([dataset[i] for i in range(4)])
-    loss, _ = experiment.loss(experiment.denoiser, batch, generator=torch.Generator().manual_seed(0))
-    assert torch.isfinite(loss)
-    loss.backward()
-    out = experiment.sample(experiment.denoiser, 2, steps=2, generator=torch.Generator().manual_seed(0))
-    polydiff.validate_state(out.state, experiment.spaces, where=f"samples of {path.name}")
+    step_example(path, SMALL + (["modality.vocab_size=300"] if "bpe" in path.stem else []), n=2)
