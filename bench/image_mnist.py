@@ -1,4 +1,4 @@
-"""MNIST 5k at one fixed wall-clock training budget: polydiff's processes against diffusers.
+"""MNIST 5k at one fixed training budget (CPU time): polydiff's processes against diffusers.
 
 Every row trains the same U-Net (``polydiff_image``'s ``unet``, the same widths) for the
 same number of wall-clock seconds on the MNIST 5k training split, then samples at equal
@@ -43,7 +43,7 @@ import polydiff
 from polydiff.training import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from budget import CPUBudget  # noqa: E402
+from common import CPUBudget, note_line, report_arguments, save_report  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 def unet(args: argparse.Namespace) -> dict:
@@ -192,21 +192,19 @@ def write(table: pd.DataFrame, args: argparse.Namespace) -> str:
     verdict = "\n".join(f"- NFE {nfe}: best polydiff FD-classifier {ours[nfe]:.3g} vs diffusers {peer[nfe]:.3g} "
                         f"({'better' if ours[nfe] < peer[nfe] else 'worse'})" for nfe in best.index if nfe in peer)
     device = f"cpu ({torch.get_num_threads()} threads)"
-    note = f"**{args.note}**\n\n" if args.note else ""
+    note = note_line(args)
     text = (f"# MNIST 5k: polydiff processes against the diffusers DDPM loop at equal training time\n\n{note}"
             f"{args.seconds:.0f} CPU seconds of training per row, batch {args.batch}, lr {args.lr}, "
             f"U-Net {unet(args)}, EMA {args.ema}, "
             f"{args.n} samples against {args.n} validation images; {device}, torch {torch.__version__}, "
             f"python {platform.python_version()}. FD-classifier is not FID (see the script's docstring).\n\n"
             + wide.reset_index().to_markdown(index=False, floatfmt=".4g") + "\n\n" + verdict + "\n")
-    (args.out / "image_mnist.md").write_text(text, encoding="utf-8")
-    table.to_csv(args.out / "image_mnist.csv", index=False)
-    return text
+    return save_report(args.out, "image_mnist", text, table)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=300.0, help="training wall-clock per row")
+    parser.add_argument("--seconds", type=float, default=300.0, help="training CPU seconds per row")
     parser.add_argument("--n", type=int, default=1000, help="samples and reference images")
     parser.add_argument("--nfe", type=int, nargs="+", default=[10, 20, 50])
     parser.add_argument("--batch", type=int, default=64)
@@ -215,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the weights (every row)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the budget is CPU time)")
     parser.add_argument("--only", nargs="*", default=None, help="row names to run (default: all)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--note", default="", help="a line written under the table's title")
-    parser.add_argument("--rewrite", type=Path, help="only re-render the tables from this results CSV")
+    report_arguments(parser, RESULTS)
     args = parser.parse_args(argv)
     if args.rewrite is not None:
         print(write(pd.read_csv(args.rewrite), args))

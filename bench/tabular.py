@@ -2,7 +2,7 @@
 
 For each data set (penguins: 344 rows with missing values; diamonds: 53,940 rows) every
 synthesizer gets the same training rows (the polydiff-tabular modality's seeded split) and
-the same budget of CPU seconds on one thread (``bench/budget.py``; GaussianCopula needs far
+the same budget of CPU seconds on one thread (``bench/common.py``; GaussianCopula needs far
 less), samples as many rows as the training split, and is scored against the real
 validation split with one implementation of every metric (``polydiff_tabular.metrics``,
 SDMetrics' definitions):
@@ -43,7 +43,7 @@ import polydiff
 from polydiff_tabular import metrics as M
 
 sys.path.insert(0, str(Path(__file__).parent))
-from budget import CPUBudget  # noqa: E402
+from common import CPUBudget, note_line, report_arguments, save_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -83,13 +83,17 @@ def run_polydiff(dataset: str, args: argparse.Namespace, root: str) -> tuple[pol
     return run.experiment, pd.concat(parts, ignore_index=True), {"fit_cpu_seconds": seconds, "steps": result.steps}
 
 
-def run_sdv(train_csv: Path, kinds_json: Path, n: int, args: argparse.Namespace, out: Path) -> dict:
+def sdv_script(*arguments: object) -> None:
+    """Run ``bench/tabular_sdv.py`` with ``arguments`` in the SDV environment, on one thread."""
     if not SDV_PYTHON.is_file():
         raise SystemExit(f"the SDV environment {SDV_PYTHON.parent.parent} is missing: run `make bench-tabular` "
                          "(it creates it with `python3.11 -m venv .venv-sdv && .venv-sdv/bin/pip install sdv==2.0.0`)")
-    subprocess.run([str(SDV_PYTHON), str(Path(__file__).parent / "tabular_sdv.py"), "fit", "--train", str(train_csv),
-                    "--kinds", str(kinds_json), "--seconds", str(args.seconds), "--n", str(n), "--out", str(out)],
+    subprocess.run([str(SDV_PYTHON), str(Path(__file__).parent / "tabular_sdv.py"), *map(str, arguments)],
                    check=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+
+
+def run_sdv(train_csv: Path, kinds_json: Path, n: int, args: argparse.Namespace, out: Path) -> dict:
+    sdv_script("fit", "--train", train_csv, "--kinds", kinds_json, "--seconds", args.seconds, "--n", n, "--out", out)
     return json.loads((out / "fit.json").read_text())
 
 
@@ -147,9 +151,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, out: Path) -> list[dict]
         files = {OURS: folder / "polydiff_tabular.csv", "sdv gaussian-copula": folder / "gaussian_copula.csv",
                  "sdv ctgan": folder / "ctgan.csv"}
         check = Path(root) / "sdmetrics.json"
-        subprocess.run([str(SDV_PYTHON), str(Path(__file__).parent / "tabular_sdv.py"), "score", "--real",
-                        str(folder / "validation.csv"), "--kinds", str(kinds_json), "--out", str(check),
-                        *map(str, files.values())], check=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+        sdv_script("score", "--real", folder / "validation.csv", "--kinds", kinds_json, "--out", check, *files.values())
         cross = json.loads(check.read_text())
         rows = []
         for name, (table, fit) in tables.items():
@@ -172,7 +174,7 @@ def write(table: pd.DataFrame, args: argparse.Namespace) -> str:
                   "detection (lower AUC)": ours["detection"] < others["detection"].min(),
                   "ML efficiency": ours["ml_efficiency"] > others["ml_efficiency"].max()}
         lines.append(f"- {dataset}: " + ", ".join(f"{k} {'ahead' if v else 'NOT ahead'}" for k, v in checks.items()))
-    note = f"**{args.note}**\n\n" if args.note else ""
+    note = note_line(args)
     text = (f"# Synthetic tables: polydiff-tabular against SDV at equal CPU time\n\n{note}"
             f"{args.seconds:.0f} CPU seconds of training per synthesizer (one thread; GaussianCopula needs less, "
             f"see train_cpu_seconds), as many synthetic rows as training rows, every metric computed by "
@@ -184,18 +186,14 @@ def write(table: pd.DataFrame, args: argparse.Namespace) -> str:
             f"record. cpu, torch {torch.__version__}, python {platform.python_version()}.\n\n"
             + table.to_markdown(index=False, floatfmt=".4g") + "\n\nTarget (ahead of both SDV synthesizers):\n\n"
             + "\n".join(lines) + "\n")
-    (args.out / "tabular.md").write_text(text, encoding="utf-8")
-    table.to_csv(args.out / "tabular.csv", index=False)
-    return text
+    return save_report(args.out, "tabular", text, table)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="training CPU seconds per synthesizer")
     parser.add_argument("--datasets", nargs="+", default=["penguins", "diamonds"])
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--note", default="", help="a line written under the table's title")
-    parser.add_argument("--rewrite", type=Path, help="only re-render the tables from this results CSV")
+    report_arguments(parser, RESULTS)
     args = parser.parse_args(argv)
     if args.rewrite is not None:
         print(write(pd.read_csv(args.rewrite), args))

@@ -2,7 +2,7 @@
 
 Every row trains a transformer of the same width and depth on the same packed character
 sequences of the ``shakespeare`` corpus (train works only), for the same number of CPU
-seconds (``bench/budget.py``), with AdamW, the same learning rate, batch and EMA:
+seconds (``bench/common.py``), with AdamW, the same learning rate, batch and EMA:
 
 - masked diffusion (MDLM, Sahoo et al. 2024): ``text_transformer``, log-linear schedule,
   sampled with the cached ancestral sampler (``masked_cached``);
@@ -45,7 +45,7 @@ from polydiff.training import Trainer
 from polydiff.training.periodic import reference_batch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from budget import CPUBudget  # noqa: E402
+from common import CPUBudget, note_line, report_arguments, save_report  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 AR = "autoregressive (AR)"
@@ -144,7 +144,7 @@ def write(table: pd.DataFrame, args: argparse.Namespace) -> str:
                + (", ".join(f"{int(r.steps)} steps ({r.chars_per_second / ar['chars_per_second']:.2f}x, "
                             f"gen. ppl {r.gen_perplexity:.3g})" for r in faster.itertuples()) or "none")
                + f" -> {'met' if len(faster) else 'not met'}")
-    note = f"**{args.note}**\n\n" if args.note else ""
+    note = note_line(args)
     shown = table.drop(columns=["corpus_entropy"])
     text = (f"# Shakespeare (characters): diffusion language models against an autoregressive model\n\n{note}"
             f"{args.seconds:.0f} CPU seconds of training per row ({torch.get_num_threads()} torch thread), "
@@ -154,9 +154,7 @@ def write(table: pd.DataFrame, args: argparse.Namespace) -> str:
             f"the AR row's model; corpus unigram entropy {table['corpus_entropy'].dropna().iloc[0]:.3f} bits. "
             f"cpu, torch {torch.__version__}, python {platform.python_version()}.\n\n"
             + shown.to_markdown(index=False, floatfmt=".4g") + "\n\n" + verdict + "\n")
-    (args.out / "text_shakespeare.md").write_text(text, encoding="utf-8")
-    table.to_csv(args.out / "text_shakespeare.csv", index=False)
-    return text
+    return save_report(args.out, "text_shakespeare", text, table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None, help="rows to run besides the AR row (default: all)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--note", default="", help="a line written under the table's title")
-    parser.add_argument("--rewrite", type=Path, help="only re-render the tables from this results CSV")
+    report_arguments(parser, RESULTS)
     args = parser.parse_args(argv)
     if args.rewrite is not None:
         print(write(pd.read_csv(args.rewrite), args))
