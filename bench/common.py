@@ -49,6 +49,7 @@ def note_line(args: argparse.Namespace) -> str:
 
 def save_report(out: Path, stem: str, text: str, table: pd.DataFrame) -> str:
     """Write ``out/<stem>.md`` (``text``) and ``out/<stem>.csv`` (``table``); return ``text``."""
+    out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.md").write_text(text, encoding="utf-8")
     table.to_csv(out / f"{stem}.csv", index=False)
     return text
