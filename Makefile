@@ -41,6 +41,7 @@ bench: install
 	$(PIP) install --quiet -c constraints.txt -e ".[bench]"
 	$(PY) bench/samplers.py
 	$(PY) bench/trainer.py
+	$(PY) bench/data_fetch.py
 	$(PY) bench/discrete.py
 	$(PY) bench/oracle_families.py
 

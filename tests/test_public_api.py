@@ -14,13 +14,13 @@ PUBLIC = {
     "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect",
     "DiTBlock", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
     "CorruptionSpec", "DataMissingError", "DenoiserSpec", "Discrete", "DuplicateNameError", "EDM",
-    "EDMPreconditioning", "Experiment", "Flow", "FourierEmbedding", "GaussianCorruption",
+    "EDMPreconditioning", "Experiment", "FieldsDataset", "Flow", "FourierEmbedding", "GaussianCorruption",
     "IncompatibleSpaceError", "MLPDenoiser", "Metric", "MetricSpec", "Modality", "ModalitySpec",
     "NonFiniteLossError", "PluginLoadError", "PluginManager", "PolydiffError", "PredictFn", "Prediction",
     "Registry", "SampleOutput", "Sampler", "SamplerSpec", "Schedule", "ScheduleSpec", "ScheduleValues",
     "SinusoidalEmbedding", "Space", "State", "UnknownComponentError", "VE", "VPCosine", "VPLinear",
     "__version__", "append_dims", "batch_size", "build_experiment", "cache_dir", "config_from_dict", "eps_to_x0",
-    "flow_velocity_to_x0", "hookimpl", "load_config", "make_plugin_manager", "v_to_x0", "validate_state", "write_atomic",
+    "flow_velocity_to_x0", "hookimpl", "load_config", "make_plugin_manager", "stack_items", "v_to_x0", "validate_state", "write_atomic",
     "x0_to_eps", "x0_to_flow_velocity", "x0_to_v",
 }
 

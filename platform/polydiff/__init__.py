@@ -12,6 +12,7 @@ from polydiff.corruptions import (BridgeCorruption, CompositeCorruption, Corrupt
                                   MaskedCorruption, Prediction, ReflectedCorruption, UniformCorruption, append_dims,
                                   eps_to_x0, flow_velocity_to_x0, reflect, v_to_x0, x0_to_eps, x0_to_flow_velocity,
                                   x0_to_v)
+from polydiff.data import FieldsDataset, stack_items
 from polydiff.denoisers import (AdaLayerNorm, DiTBlock, EDMPreconditioning, FourierEmbedding, MLPDenoiser,
                                 SinusoidalEmbedding)
 from polydiff.errors import (CheckpointError, ConfigError, DataMissingError, DuplicateNameError,
@@ -39,12 +40,12 @@ __all__ = [
     "LogLinearMasking", "MaskedCorruption", "MaskingSchedule", "ReflectedCorruption", "UniformCorruption", "reflect",
     "DiTBlock", "CheckpointError", "ConfigError", "Continuous", "Corrupted", "Corruption",
     "CorruptionSpec", "DataMissingError", "DenoiserSpec", "Discrete", "DuplicateNameError", "EDM",
-    "EDMPreconditioning", "Experiment", "Flow", "FourierEmbedding", "GaussianCorruption",
+    "EDMPreconditioning", "Experiment", "FieldsDataset", "Flow", "FourierEmbedding", "GaussianCorruption",
     "IncompatibleSpaceError", "MLPDenoiser", "Metric", "MetricSpec", "Modality", "ModalitySpec",
     "NonFiniteLossError", "PluginLoadError", "PluginManager", "PolydiffError", "PredictFn", "Prediction",
     "Registry", "SampleOutput", "Sampler", "SamplerSpec", "Schedule", "ScheduleSpec", "ScheduleValues",
     "SinusoidalEmbedding", "Space", "State", "UnknownComponentError", "VE", "VPCosine", "VPLinear",
     "__version__", "append_dims", "batch_size", "build_experiment", "cache_dir", "config_from_dict", "eps_to_x0",
-    "flow_velocity_to_x0", "hookimpl", "load_config", "load_run", "LoadedRun", "train", "sample_run", "evaluate_run", "make_plugin_manager", "v_to_x0", "validate_state", "write_atomic",
+    "flow_velocity_to_x0", "hookimpl", "load_config", "load_run", "LoadedRun", "train", "sample_run", "evaluate_run", "make_plugin_manager", "stack_items", "v_to_x0", "validate_state", "write_atomic",
     "x0_to_eps", "x0_to_flow_velocity", "x0_to_v",
 ]

@@ -26,9 +26,9 @@ def test_splits_are_deterministic_disjoint_and_match_spaces(dataset):
     a, b = ToyModality(dataset, n_train=500, n_validation=200), ToyModality(dataset, n_train=500, n_validation=200)
     train, val = a.dataset("train"), a.dataset("validation")
     assert len(train) == 500 and len(val) == 200
-    assert torch.equal(train.x, b.dataset("train").x)
-    assert not torch.equal(train.x, ToyModality(dataset, n_train=500, seed=1).dataset("train").x)
-    shared = (train.x[:, None, :] == val.x[None, :, :]).all(-1)
+    assert torch.equal(train.fields["x"], b.dataset("train").fields["x"])
+    assert not torch.equal(train.fields["x"], ToyModality(dataset, n_train=500, seed=1).dataset("train").fields["x"])
+    shared = (train.fields["x"][:, None, :] == val.fields["x"][None, :, :]).all(-1)
     assert not shared.any(), "train and validation splits share points"
     batch = _collate(train, 64)
     polydiff.validate_state(batch, a.spaces, where=f"toy {dataset}")
@@ -77,7 +77,7 @@ def test_artefacts_are_readable_png_and_csv(tmp_path):
 def test_reference_draws_the_data_law(dataset):
     modality = ToyModality(dataset, n_train=3000, n_validation=100)
     fresh = modality.reference(3000, torch.Generator().manual_seed(7))["x"]
-    train = modality.dataset("train").x
+    train = modality.dataset("train").fields["x"]
     g = torch.Generator().manual_seed(0)
     same = sliced_wasserstein(fresh, train, generator=g)
     shifted = sliced_wasserstein(fresh + 0.3, train, generator=g)
@@ -117,7 +117,7 @@ def test_point_cloud_oracle_denoises_to_training_points():
     modality = ToyModality("swiss_roll", n_train=500, n_validation=10)
     oracle = modality.oracle()
     assert isinstance(oracle, PointCloudOracle)
-    train = modality.dataset("train").x.double()
+    train = modality.dataset("train").fields["x"].double()
     one, tiny = torch.ones(5, 1, dtype=torch.float64), torch.full((5, 1), 1e-4, dtype=torch.float64)
     assert torch.allclose(oracle.denoise(train[:5] + 1e-5, one, tiny), train[:5], atol=1e-9)
 

@@ -33,10 +33,10 @@ def _manager() -> polydiff.PluginManager:
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_splits_are_deterministic_inside_the_box_and_touch_the_walls(dataset):
     a, b = ToyBoxModality(dataset, n_train=5000, n_validation=500), ToyBoxModality(dataset, n_train=5000)
-    train = a.dataset("train").x
+    train = a.dataset("train").fields["x"]
     assert train.dtype == torch.float32 and train.shape == (5000, 2)
-    assert torch.equal(train, b.dataset("train").x)
-    assert not torch.equal(train, ToyBoxModality(dataset, n_train=5000, seed=1).dataset("train").x)
+    assert torch.equal(train, b.dataset("train").fields["x"])
+    assert not torch.equal(train, ToyBoxModality(dataset, n_train=5000, seed=1).dataset("train").fields["x"])
     polydiff.validate_state(_collate(a.dataset("validation"), 500), a.spaces, where=f"toy-box {dataset}")
     gap = torch.minimum(train, 1 - train).min(1).values  # distance of each point to the nearest wall
     assert float(gap.min()) >= 0 and float(gap.min()) < 1e-3
@@ -67,8 +67,8 @@ def test_reference_draws_the_data_law(dataset):
     modality = ToyBoxModality(dataset, n_train=3000)
     fresh = modality.reference(3000, torch.Generator().manual_seed(3))["x"]
     g = torch.Generator().manual_seed(0)
-    same = sliced_wasserstein(fresh, modality.dataset("train").x, generator=g)
-    shifted = sliced_wasserstein(fresh + 0.1, modality.dataset("train").x, generator=g)
+    same = sliced_wasserstein(fresh, modality.dataset("train").fields["x"], generator=g)
+    shifted = sliced_wasserstein(fresh + 0.1, modality.dataset("train").fields["x"], generator=g)
     assert same < 0.035 < shifted
 
 
@@ -105,7 +105,7 @@ def test_oracle_is_the_reflected_denoiser_of_the_training_points():
     assert isinstance(oracle, ReflectedPointOracle) and oracle.points.shape == (300, 2)
     # sigma(0) = 1e-4: far below the ~0.01 spacing of 300 points, so E[x0 | x_t] is the point itself
     processes = {"x": ReflectedCorruption(modality.spaces["x"], sigma_min=1e-4, field="x")}
-    train = modality.dataset("train").x.double()[:8]
+    train = modality.dataset("train").fields["x"].double()[:8]
     pred = oracle.predict_fn(processes)({"x": train + 1e-5}, torch.zeros(8, dtype=torch.float64))["x"]
     assert torch.allclose(pred.x0, train, atol=1e-9)
 

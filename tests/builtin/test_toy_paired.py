@@ -28,9 +28,9 @@ def test_splits_are_deterministic_disjoint_paired_and_declared(dataset):
     a, b = (ToyPairedModality(dataset, n_train=500, n_validation=200) for _ in range(2))
     train, val = a.dataset("train"), a.dataset("validation")
     assert len(train) == 500 and len(val) == 200
-    assert torch.equal(train.x, b.dataset("train").x) and torch.equal(train.x1, b.dataset("train").x1)
-    assert not torch.equal(train.x, ToyPairedModality(dataset, n_train=500, seed=1).dataset("train").x)
-    assert not (train.x[:, None, :] == val.x[None, :, :]).all(-1).any(), "splits share points"
+    assert torch.equal(train.fields["x"], b.dataset("train").fields["x"]) and torch.equal(train.fields["x1"], b.dataset("train").fields["x1"])
+    assert not torch.equal(train.fields["x"], ToyPairedModality(dataset, n_train=500, seed=1).dataset("train").fields["x"])
+    assert not (train.fields["x"][:, None, :] == val.fields["x"][None, :, :]).all(-1).any(), "splits share points"
     batch = _collate(train, 64)
     polydiff.validate_state(batch, ALL_SPACES, where=f"toy-paired {dataset}")
     assert batch["x"].dtype == batch["x1"].dtype == torch.float32

@@ -32,10 +32,10 @@ def test_markov_table_is_the_chain():
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_splits_are_seeded_draws_of_the_law(dataset):
     a, b = ToyTokensModality(dataset, n_train=20000), ToyTokensModality(dataset, n_train=20000)
-    train = a.dataset("train").tokens
+    train = a.dataset("train").fields["tokens"]
     assert train.shape == (20000, 4) and train.dtype == torch.int64
-    assert torch.equal(train, b.dataset("train").tokens)
-    assert not torch.equal(train[:100], a.dataset("validation").tokens[:100])
+    assert torch.equal(train, b.dataset("train").fields["tokens"])
+    assert not torch.equal(train[:100], a.dataset("validation").fields["tokens"][:100])
     # 20000 samples over <= 256 sequences: the TV to the law has noise ~0.03-0.05
     assert tv_to_law(train, a.table) < 0.08
     polydiff.validate_state({"tokens": train}, a.spaces)
@@ -52,7 +52,7 @@ def test_oracle_is_the_exact_law():
 
 def test_encode_decode_roundtrip_with_letters():
     modality = ToyTokensModality(vocab_size=5)
-    state = {"tokens": modality.dataset("validation").tokens[:50]}
+    state = {"tokens": modality.dataset("validation").fields["tokens"][:50]}
     texts = modality.decode(state)
     assert all(len(t) == 4 and set(t) <= set("abcde") for t in texts)
     assert torch.equal(modality.encode(texts)["tokens"], state["tokens"])

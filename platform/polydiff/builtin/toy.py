@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polydiff.data import FieldsDataset
 from polydiff.errors import ConfigError
 from polydiff.builtin.toy_points import Panel, decode_points, encode_points, scatter_panels
 from polydiff.hookspecs import hookimpl
@@ -114,22 +115,6 @@ def draw(dataset: str, n: int, noise: float, generator: torch.Generator) -> tupl
     return x, label
 
 
-class ToyDataset(torch.utils.data.Dataset):
-    """Items ``{"x": (2,) float32[, "label": (1,) int64]}`` from stored tensors."""
-
-    def __init__(self, x: torch.Tensor, label: torch.Tensor | None) -> None:
-        self.x, self.label = x, label
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = {"x": self.x[i]}
-        if self.label is not None:
-            item["label"] = self.label[i]
-        return item
-
-
 class ToyModality:
     """Two-dimensional toy data with exact reference samples and oracle denoisers.
 
@@ -176,14 +161,14 @@ class ToyModality:
             self._splits[split] = draw(self.dataset_name, self.sizes[split], self.noise, g)
         return self._splits[split]
 
-    def dataset(self, split: str) -> ToyDataset:
+    def dataset(self, split: str) -> FieldsDataset:
         """The ``"train"`` or ``"validation"`` split, generated on first use and kept.
 
         Raises:
             ValueError: for any other split name, listing the allowed ones.
         """
         x, label = self._split(split)
-        return ToyDataset(x.float(), label[:, None] if self.conditional else None)
+        return FieldsDataset({"x": x.float(), **({"label": label[:, None]} if self.conditional else {})})
 
     def reference(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """``n`` fresh exact samples of the data law (every toy law is known), as a State."""

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polydiff.data import FieldsDataset
 from polydiff.errors import ConfigError
 from polydiff.builtin.toy_points import Panel, decode_points, encode_points, scatter_panels
 from polydiff.hookspecs import hookimpl
@@ -67,19 +68,6 @@ def draw(dataset: str, n: int, generator: torch.Generator) -> torch.Tensor:
     return (_draw_corners if dataset == "corners" else _draw_ring)(n, generator)
 
 
-class BoxDataset(torch.utils.data.Dataset):
-    """Items ``{"x": (2,) float32}`` from a stored ``(N, 2)`` tensor."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[i]}
-
-
 class ToyBoxModality:
     """Two-dimensional data in the unit square with mass on the walls (see the module docstring).
 
@@ -116,13 +104,13 @@ class ToyBoxModality:
             self._splits[split] = draw(self.dataset_name, self.sizes[split], g)
         return self._splits[split]
 
-    def dataset(self, split: str) -> BoxDataset:
+    def dataset(self, split: str) -> FieldsDataset:
         """The ``"train"`` or ``"validation"`` split, generated on first use and kept.
 
         Raises:
             ValueError: for any other split name, listing the allowed ones.
         """
-        return BoxDataset(self._split(split).float())
+        return FieldsDataset({"x": self._split(split).float()})
 
     def reference(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """``n`` fresh exact samples of the data law, ``{"x": (n, 2) float32}``."""

@@ -28,6 +28,7 @@ import torch
 
 from polydiff.builtin.toy import AXIS_LIMIT, DEFAULT_NOISE, gmm_parameters
 from polydiff.builtin.toy_points import Panel, scatter_panels
+from polydiff.data import FieldsDataset
 from polydiff.errors import ConfigError
 from polydiff.hookspecs import hookimpl
 from polydiff.spaces import Continuous, Discrete, Space, State
@@ -36,19 +37,6 @@ from polydiff.testing.oracles.composite import LabelledMixtureOracle
 
 DATASETS = ("gmm8", "gmm-aniso")
 SPLITS = ("train", "validation")
-
-
-class MixedDataset(torch.utils.data.Dataset):
-    """Items ``{"x": (2,) float32, "label": (1,) int64}``."""
-
-    def __init__(self, x: torch.Tensor, label: torch.Tensor) -> None:
-        self.x, self.label = x, label
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[i], "label": self.label[i]}
 
 
 class ToyMixedModality:
@@ -89,7 +77,7 @@ class ToyMixedModality:
     def _draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return self._oracle.sample(n, generator=generator)
 
-    def dataset(self, split: str) -> MixedDataset:
+    def dataset(self, split: str) -> FieldsDataset:
         """The ``"train"`` or ``"validation"`` split (ValueError naming the allowed splits otherwise)."""
         if split not in SPLITS:
             raise ValueError(f"modality 'toy-mixed': unknown split {split!r}; allowed splits: {list(SPLITS)}")
@@ -97,7 +85,7 @@ class ToyMixedModality:
             g = torch.Generator().manual_seed(2 * self.seed + SPLITS.index(split))
             self._splits[split] = self._draw(self.sizes[split], g)
         x, label = self._splits[split]
-        return MixedDataset(x.float(), label[:, None])
+        return FieldsDataset({"x": x.float(), "label": label[:, None]})
 
     def reference(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """``n`` fresh exact samples of the joint law, as a State."""

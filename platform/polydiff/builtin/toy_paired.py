@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from polydiff.builtin.toy import AXIS_LIMIT, DEFAULT_NOISE, draw
+from polydiff.data import FieldsDataset
 from polydiff.errors import ConfigError
 from polydiff.builtin.toy_points import Panel, decode_points, encode_points, scatter_panels
 from polydiff.hookspecs import hookimpl
@@ -53,19 +54,6 @@ def draw_pairs(dataset: str, n: int, generator: torch.Generator) -> tuple[torch.
         return PairedGaussianOracle(**GAUSSIAN).sample_pairs(n, generator)
     x0, _ = draw("gmm8", n, DEFAULT_NOISE["gmm8"], generator)
     return x0, CONTRACTION * x0 + DEGRADATION_NOISE * torch.randn(n, 2, generator=generator, dtype=torch.float64)
-
-
-class PairedDataset(torch.utils.data.Dataset):
-    """Items ``{"x": (2,) float32, "x1": (2,) float32}`` from stored tensors."""
-
-    def __init__(self, x: torch.Tensor, x1: torch.Tensor) -> None:
-        self.x, self.x1 = x, x1
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"x": self.x[i], "x1": self.x1[i]}
 
 
 class ToyPairedModality:
@@ -108,14 +96,14 @@ class ToyPairedModality:
             self._splits[split] = draw_pairs(self.dataset_name, self.sizes[split], g)
         return self._splits[split]
 
-    def dataset(self, split: str) -> PairedDataset:
+    def dataset(self, split: str) -> FieldsDataset:
         """The ``"train"`` or ``"validation"`` split, generated on first use and kept.
 
         Raises:
             ValueError: for any other split name, listing the allowed ones.
         """
         x0, x1 = self._split(split)
-        return PairedDataset(x0.float(), x1.float())
+        return FieldsDataset({"x": x0.float(), "x1": x1.float()})
 
     def reference(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """``n`` fresh pairs of the data law: ``{"x": (n, 2), "x1": (n, 2)}`` float32."""

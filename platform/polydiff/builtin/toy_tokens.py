@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polydiff.data import FieldsDataset
 from polydiff.errors import ConfigError
 from polydiff.hookspecs import hookimpl
 from polydiff.spaces import Discrete, Space, State
@@ -73,19 +74,6 @@ def dirichlet_table(length: int, vocab_size: int, concentration: float, seed: in
     """The ``dirichlet`` law: one seeded Dirichlet(concentration) draw over the V^L sequences."""
     draw = np.random.default_rng(seed).dirichlet(np.full(vocab_size**length, concentration))
     return torch.as_tensor(draw, dtype=torch.float64).reshape((vocab_size,) * length)
-
-
-class TokenDataset(torch.utils.data.Dataset):
-    """Items ``{"tokens": (L,) int64}`` from a stored ``(N, L)`` tensor."""
-
-    def __init__(self, tokens: torch.Tensor) -> None:
-        self.tokens = tokens
-
-    def __len__(self) -> int:
-        return self.tokens.shape[0]
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"tokens": self.tokens[i]}
 
 
 class ToyTokensModality:
@@ -133,7 +121,7 @@ class ToyTokensModality:
             raise ConfigError(f"{where}: n_train = {n_train}, n_validation = {n_validation} and "
                               f"concentration = {concentration} must be positive")
 
-    def dataset(self, split: str) -> TokenDataset:
+    def dataset(self, split: str) -> FieldsDataset:
         """The ``"train"`` or ``"validation"`` split, drawn on first use and kept.
 
         Raises:
@@ -144,7 +132,7 @@ class ToyTokensModality:
         if split not in self._splits:
             g = torch.Generator().manual_seed(2 * self.seed + SPLITS.index(split))
             self._splits[split] = self._oracle.sample(self.sizes[split], g)
-        return TokenDataset(self._splits[split])
+        return FieldsDataset({"tokens": self._splits[split]})
 
     def reference(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """``n`` fresh exact samples of the law, ``{"tokens": (n, L) int64}``."""

@@ -260,11 +260,23 @@ def check_spaces_declared(component: Component, ctx: CheckContext) -> None:
 
 def check_dataset_matches_spaces(component: Component, ctx: CheckContext) -> None:
     """A stacked batch of each split has exactly the declared fields with the declared dtype,
-    shape and range (``polydiff.validate_state``)."""
+    shape and range (``polydiff.validate_state``); a dataset with a batched fetch
+    (``__getitems__``, as ``polydiff.FieldsDataset``) returns the same batch as its items stacked."""
     modality = build_modality(component.name, ctx)
     for split in ("train", "validation"):
         batch = data_batch(modality, ctx.budget.batch, split)
         polydiff.validate_state(batch, all_spaces(modality), where=f"modality {component.name!r} {split} batch")
+        dataset = modality.dataset(split)
+        if getattr(dataset, "__getitems__", None):
+            indices = [i % len(dataset) for i in range(ctx.budget.batch)]
+            fetched = polydiff.stack_items(dataset, indices[::-1])
+            stacked = data_batch(modality, ctx.budget.batch, split)
+            assert sorted(fetched) == sorted(stacked), (
+                f"modality {component.name!r}: {split} __getitems__ gives fields {sorted(fetched)}, "
+                f"its items {sorted(stacked)}")
+            for name, value in stacked.items():
+                assert torch.equal(fetched[name], value.flip(0)), (
+                    f"modality {component.name!r}: {split} __getitems__ field {name!r} differs from its items stacked")
 
 
 def check_encode_decode_roundtrip(component: Component, ctx: CheckContext) -> None:

@@ -30,7 +30,7 @@ def step_example(path: str | Path, overrides: Sequence[str] = (), *, n: int = 4
     for metric in config["evaluation"]["metrics"] or []:
         manager.registry.get("metric", metric)
     dataset = experiment.modality.dataset("train")
-    batch = torch.utils.data.default_collate([dataset[i] for i in range(n)])
+    batch = polydiff.stack_items(dataset, range(n))
     loss, _ = experiment.loss(experiment.denoiser, batch, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(loss), f"{path.name}: non-finite loss {float(loss)}"
     loss.backward()

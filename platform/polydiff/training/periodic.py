@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import default_collate
+
+from polydiff.data import stack_items
 
 
 def reference_batch(experiment: Any, n: int, split: str | None = None) -> dict[str, torch.Tensor]:
@@ -25,7 +26,7 @@ def reference_batch(experiment: Any, n: int, split: str | None = None) -> dict[s
     count = min(n, len(dataset))
     if count == 0:
         raise ValueError(f"split {split!r} of modality {experiment.modality.name!r} is empty")
-    return default_collate([dataset[i] for i in range(count)])
+    return stack_items(dataset, range(count))
 
 
 def draw_samples(experiment: Any, model: nn.Module, n: int, *, generator: torch.Generator,

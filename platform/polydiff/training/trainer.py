@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from polydiff.data import collate
 from polydiff.errors import CheckpointError, ConfigError, NonFiniteLossError
 from polydiff.training import distributed
 from polydiff.training.checkpoint import (checkpoint_folder, latest_checkpoint, load_state, load_weights, revalidate,
@@ -86,7 +87,8 @@ class _DataStream:
                               f"training items each of the {info.world_size} rank(s) gets; lower batch_size")
         self.batch_size, self.seed = batch_size, seed
         self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, drop_last=True,
-                                 num_workers=num_workers, pin_memory=pin_memory, generator=torch.Generator())
+                                 collate_fn=collate, num_workers=num_workers, pin_memory=pin_memory,
+                                 generator=torch.Generator())
         self.epoch, self.position = 0, 0
         self._iter = None
 

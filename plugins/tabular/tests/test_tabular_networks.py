@@ -133,7 +133,7 @@ def test_a_few_steps_on_toy_mixed_lower_the_composite_loss():
     g = torch.Generator().manual_seed(1)
     for _ in range(150):
         rows = torch.randint(len(train), (256,), generator=g)
-        loss = exp.loss(exp.denoiser, {"x": train.x[rows], "label": train.label[rows]}, generator=g)[0]
+        loss = exp.loss(exp.denoiser, {"x": train.fields["x"][rows], "label": train.fields["label"][rows]}, generator=g)[0]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

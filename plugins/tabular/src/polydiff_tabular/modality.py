@@ -41,20 +41,6 @@ def _is_int(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
-class TabularDataset(torch.utils.data.Dataset):
-    """Items ``{field: tensor}`` of one split: ``"num"`` float32 ``(n_num,)``, the others int64 ``(1,)``."""
-
-    def __init__(self, fields: Mapping[str, torch.Tensor]) -> None:
-        self.fields = dict(fields)
-        self.n = len(next(iter(self.fields.values())))
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {name: value[i] for name, value in self.fields.items()}
-
-
 def _tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {f: torch.from_numpy(np.ascontiguousarray(a)) for f, a in arrays.items()}
 
@@ -110,7 +96,7 @@ class TabularModality:
         self.columns = self.transform.columns
         self.spaces: dict[str, polydiff.Space] = self.transform.spaces
         self.cond_spaces: dict[str, polydiff.Space] = self.transform.cond_spaces
-        self._datasets: dict[str, TabularDataset] = {}
+        self._datasets: dict[str, polydiff.FieldsDataset] = {}
 
     def _load(self) -> pd.DataFrame:
         if self.dataset_name == "penguins":
@@ -174,7 +160,7 @@ class TabularModality:
         self._check_split(split)
         return self.table.iloc[self.split_rows[split]].reset_index(drop=True)
 
-    def dataset(self, split: str) -> TabularDataset:
+    def dataset(self, split: str) -> polydiff.FieldsDataset:
         """The ``"train"`` or ``"validation"`` rows as items holding every diffused and
         conditioning field.
 
@@ -183,7 +169,7 @@ class TabularModality:
         """
         self._check_split(split)
         if split not in self._datasets:
-            self._datasets[split] = TabularDataset(_tensors(self.transform.encode(self.frame(split), conditions=True)))
+            self._datasets[split] = polydiff.FieldsDataset(_tensors(self.transform.encode(self.frame(split), conditions=True)))
         return self._datasets[split]
 
     # -- encoding ---------------------------------------------------------------------------
