@@ -14,11 +14,6 @@ class TestBuiltinCorruptions(PluginConformance):
 
 class TestBuiltinDenoisers(PluginConformance):
     plugin = "builtin.denoisers"
-    expected_failures = {
-        "denoiser[transformer,corruption=reflected]-check_tiny_training_lowers_loss":
-            "60 steps take the reflected DSM loss on toy-box from 0.56 to 0.556 (the exact score's is 0.43); "
-            "the MLP gets under 0.9x",
-    }
 
 
 class TestBuiltinSamplers(PluginConformance):
