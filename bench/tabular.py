@@ -2,7 +2,8 @@
 
 For each data set (penguins: 344 rows with missing values; diamonds: 53,940 rows) every
 synthesizer gets the same training rows (the polydiff-tabular modality's seeded split) and
-the same budget of CPU seconds on one thread (``bench/common.py``; GaussianCopula needs far
+the same budget of CPU seconds on one thread (SDV's fits run in a second process, on the
+other core, while polydiff-tabular trains) (``bench/common.py``; GaussianCopula needs far
 less), samples as many rows as the training split, and is scored against the real
 validation split with one implementation of every metric (``polydiff_tabular.metrics``,
 SDMetrics' definitions):
@@ -97,18 +98,24 @@ def run_polydiff(dataset: str, args: argparse.Namespace, root: str) -> tuple[pol
     return run.experiment, pd.concat(parts, ignore_index=True), {"fit_cpu_seconds": seconds, "steps": result.steps}
 
 
-def sdv_script(*arguments: object) -> None:
-    """Run ``bench/tabular_sdv.py`` with ``arguments`` in the SDV environment, on one thread."""
+def start_sdv(*arguments: object) -> subprocess.Popen:
+    """Start ``bench/tabular_sdv.py`` with ``arguments`` in the SDV environment, on one thread."""
     if not SDV_PYTHON.is_file():
         raise SystemExit(f"the SDV environment {SDV_PYTHON.parent.parent} is missing: run `make bench-tabular` "
                          "(it creates it with `python3.11 -m venv .venv-sdv && .venv-sdv/bin/pip install sdv==2.0.0`)")
-    subprocess.run([str(SDV_PYTHON), str(Path(__file__).parent / "tabular_sdv.py"), *map(str, arguments)],
-                   check=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    return subprocess.Popen([str(SDV_PYTHON), str(Path(__file__).parent / "tabular_sdv.py"), *map(str, arguments)],
+                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
 
 
-def run_sdv(train_csv: Path, kinds_json: Path, n: int, args: argparse.Namespace, out: Path) -> dict:
-    sdv_script("fit", "--train", train_csv, "--kinds", kinds_json, "--seconds", args.seconds, "--n", n, "--out", out)
-    return json.loads((out / "fit.json").read_text())
+def finish(process: subprocess.Popen) -> None:
+    """Wait for an SDV script; fail with its exit status."""
+    if process.wait() != 0:
+        raise SystemExit(f"bench/tabular_sdv.py {' '.join(map(str, process.args[2:4]))}... exited with {process.returncode}")
+
+
+def sdv_script(*arguments: object) -> None:
+    """Run ``bench/tabular_sdv.py`` with ``arguments`` to the end."""
+    finish(start_sdv(*arguments))
 
 
 def keep(folder: Path, paths: list[Path]) -> None:
@@ -158,16 +165,20 @@ def score(name: str, synthetic: pd.DataFrame, modality, kinds: dict, seed: int) 
 
 def run_dataset(dataset: str, args: argparse.Namespace, out: Path) -> list[dict]:
     with tempfile.TemporaryDirectory() as root:
-        experiment, ours, info = run_polydiff(dataset, args, root)
-        modality = experiment.modality
+        modality = polydiff.build_experiment(config(dataset, root)).modality
         kinds = M.modality_kinds(modality)
         work, folder = Path(root), out / dataset
         train_csv, validation_csv, kinds_json = work / "train.csv", work / "validation.csv", work / "kinds.json"
         modality.frame("train").to_csv(train_csv, index=False)
         modality.frame("validation").to_csv(validation_csv, index=False)
         kinds_json.write_text(json.dumps(kinds))
+        sdv = start_sdv("fit", "--train", train_csv, "--kinds", kinds_json, "--seconds", args.seconds,
+                        "--n", len(modality.frame("train")), "--out", work)
+        experiment, ours, info = run_polydiff(dataset, args, root)
+        modality = experiment.modality
         ours.to_csv(work / "polydiff_tabular.csv", index=False)
-        fits = run_sdv(train_csv, kinds_json, len(ours), args, work)
+        finish(sdv)
+        fits = json.loads((work / "fit.json").read_text())
         tables = {OURS: (ours, info),
                   "sdv gaussian-copula": (typed_like(pd.read_csv(work / "gaussian_copula.csv"), ours),
                                           fits["sdv gaussian-copula"]),
