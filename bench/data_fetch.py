@@ -1,7 +1,8 @@
 """Batched fetch: training steps/s with ``polydiff.FieldsDataset`` against item-by-item loading.
 
-The same trainer, config, seed and data (the diamonds table of polydiff-tabular: 43,152
-training rows, a 0.21 M-parameter ``tabular_mlp``, batch 1,024, one CPU thread) run twice per
+The same trainer, config, seed and data (``bench/tabular.py``'s TabDDPM config on the
+diamonds table: 43,152 training rows, a 0.21 M-parameter ``tabular_mlp``, batch 1,024, one
+CPU thread) run twice per
 repeat, alternating: once with the modality's ``FieldsDataset`` (one tensor index per field
 per batch, ``__getitems__``) and once with the same rows behind a dataset that has only
 ``__getitem__`` (PyTorch's default path: 1,024 item dicts, then a stack per field, as
@@ -29,6 +30,7 @@ import polydiff
 from polydiff.training import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
+import tabular  # noqa: E402
 from common import save_report  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -64,17 +66,9 @@ def run(items_only: bool, steps: int, warmup: int) -> tuple[float, list[float]]:
     clock = StepClock()
     manager = polydiff.make_plugin_manager(extra_plugins={"clock": clock})
     with tempfile.TemporaryDirectory() as root:
-        config = polydiff.config_from_dict({
-            "experiment": {"name": "fetch", "seed": 0, "run_root": root, "device": "cpu"},
-            "modality": {"name": "tabular", "dataset": "diamonds"},
-            "corruption": {"name": "masked", "fields": {"num": {"name": "gaussian", "schedule": "vp-cosine",
-                                                                "parametrization": "v"}}},
-            "denoiser": {"name": "tabular_mlp"},
-            "training": {"steps": warmup + steps, "batch_size": 1024, "lr": 2e-3, "log_every": 10**6,
-                         "checkpoint_every": 0, "progress": False},
-            "sampling": {"sampler": "ancestral", "steps": 2},
-            "evaluation": {"n_samples": 16, "metrics": ["column_shapes"]},
-        })
+        config = polydiff.config_from_dict(tabular.config("diamonds", root), [
+            f"training.steps={warmup + steps}", "training.log_every=1000000", "sampling.steps=2",
+            "evaluation.n_samples=16"])
         experiment = polydiff.build_experiment(config, manager)
         if items_only:
             modality, dataset = experiment.modality, experiment.modality.dataset

@@ -2,8 +2,8 @@
 
 For each data set (penguins: 344 rows with missing values; diamonds: 53,940 rows) every
 synthesizer gets the same training rows (the polydiff-tabular modality's seeded split) and
-the same budget of CPU seconds on one thread (SDV's fits run in a second process, on the
-other core, while polydiff-tabular trains) (``bench/common.py``; GaussianCopula needs far
+the same budget of CPU seconds on one thread (SDV's fits run in a second process on the
+other core while polydiff-tabular trains; ``bench/common.py``; GaussianCopula needs far
 less), samples as many rows as the training split, and is scored against the real
 validation split with one implementation of every metric (``polydiff_tabular.metrics``,
 SDMetrics' definitions):

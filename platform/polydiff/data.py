@@ -5,7 +5,7 @@
 batch of indices) indexes each field once and returns the stacked batch as a
 ``CollatedBatch``; ``collate`` passes such a batch through and stacks anything else with
 ``default_collate``. A batch of 1,024 table rows then costs four tensor indexings instead of
-1,024 item dicts and a stack per field: the same tensors, and 1.4 times the training steps
+1,024 item dicts and a stack per field: the same tensors, and 1.5 times the training steps
 per CPU second on the diamonds table (``bench/data_fetch.py``, ``bench/results/data_fetch.md``).
 
 ``stack_items(dataset, indices)`` is the same batch outside a ``DataLoader`` (reference
