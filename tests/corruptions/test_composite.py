@@ -65,3 +65,22 @@ def test_prior_and_reverse_step_cover_every_field():
 def test_an_empty_composite_is_refused():
     with pytest.raises(ValueError, match="at least one field"):
         CompositeCorruption({})
+
+
+def test_gaussian_variance_reaches_only_the_gaussian_fields():
+    """``gaussian_variance`` steps the Gaussian field with that variance; the masked field ignores it."""
+    product = CompositeCorruption({
+        "a": polydiff.GaussianCorruption(polydiff.Continuous((3,)), VPCosine(), field="a"),
+        "c": polydiff.MaskedCorruption(polydiff.Discrete((4,), vocab_size=5), field="c"),
+    })
+    n = 64
+    x_t = {"a": torch.randn(n, 3), "c": torch.full((n, 4), 5)}
+    preds = {"a": polydiff.Prediction(raw=torch.zeros(n, 3), x0=torch.zeros(n, 3)),
+             "c": polydiff.Prediction(raw=torch.zeros(n, 4, 5), x0=torch.full((n, 4, 5), 0.2))}
+    t, s = torch.full((n,), 0.8), torch.full((n,), 0.4)
+    default = product.reverse_step(x_t, t, s, preds, generator=torch.Generator().manual_seed(1))
+    large = product.reverse_step(x_t, t, s, preds, generator=torch.Generator().manual_seed(1), gaussian_variance="large")
+    alone = product.processes["a"].reverse_step(x_t["a"], t, s, preds["a"], generator=torch.Generator().manual_seed(1),
+                                                variance="large")
+    assert torch.equal(large["a"], alone) and not torch.allclose(large["a"], default["a"])
+    assert torch.equal(large["c"], default["c"])

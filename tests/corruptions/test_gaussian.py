@@ -96,12 +96,37 @@ def test_reverse_step_is_the_gaussian_posterior(s):
     assert torch.allclose(out.var(0), var.expand(3), rtol=0.03)
 
 
-def test_reverse_step_to_zero_returns_x0():
+def test_large_reverse_variance_is_the_forward_steps():
+    """variance="large": same posterior mean, variance sigma_t^2 - (alpha_t / alpha_s)^2 sigma_s^2 (DDPM's beta)."""
+    s = VPCosine()
+    proc = GaussianCorruption(SPACE, s)
+    n = 40000
+    x0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64).expand(n, 3)
+    x_t = torch.tensor([0.3, 0.1, -0.2], dtype=torch.float64).expand(n, 3)
+    t, sv = torch.full((n,), 0.6, dtype=torch.float64), torch.full((n,), 0.3, dtype=torch.float64)
+    pred = Prediction(raw=x0, x0=x0, eps=None)
+    large = proc.reverse_step(x_t, t, sv, pred, generator=torch.Generator().manual_seed(0), variance="large")
+    small = proc.reverse_step(x_t, t, sv, pred, generator=torch.Generator().manual_seed(0))
+    vt, vs = s(t[:1]), s(sv[:1])
+    var = vt.sigma**2 - (vt.alpha / vs.alpha) ** 2 * vs.sigma**2
+    assert torch.allclose(large.mean(0), small.mean(0), atol=5 * float(var.sqrt()) / n**0.5)
+    assert torch.allclose(large.var(0), var.expand(3), rtol=0.03)
+
+
+@pytest.mark.parametrize("variance", ["small", "large"])
+def test_reverse_step_to_zero_returns_x0(variance):
     proc = GaussianCorruption(SPACE, VPLinear())
     x0 = torch.randn(5, 3, dtype=torch.float64)
     out = proc.reverse_step(torch.randn(5, 3, dtype=torch.float64), torch.full((5,), 0.5, dtype=torch.float64),
-                            torch.zeros(5, dtype=torch.float64), Prediction(raw=x0, x0=x0))
+                            torch.zeros(5, dtype=torch.float64), Prediction(raw=x0, x0=x0), variance=variance)
     assert torch.allclose(out, x0, atol=1e-12)
+
+
+def test_unknown_reverse_variance_raises():
+    proc = GaussianCorruption(SPACE, VPLinear())
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="variance 'learned' is not one of"):
+        proc.reverse_step(x, torch.full((2,), 0.5), torch.full((2,), 0.2), Prediction(raw=x, x0=x), variance="learned")
 
 
 def test_bad_options_raise():

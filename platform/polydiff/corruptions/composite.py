@@ -32,6 +32,11 @@ def _pinned(process: Corruption, field: str, sources: State | None) -> dict[str,
     return {"source": sources[field]}
 
 
+def _variance(process: Corruption, variance: str | None) -> dict[str, str]:
+    """``{"variance": variance}`` for a Gaussian field when a variance is chosen, ``{}`` otherwise."""
+    return {"variance": variance} if variance is not None and process.family == "gaussian" else {}
+
+
 class CompositeCorruption:
     """The product of per-field processes at one shared time.
 
@@ -81,9 +86,15 @@ class CompositeCorruption:
                 for f, p in self.processes.items()}
 
     def reverse_step(self, x_t: State, t: torch.Tensor, s: torch.Tensor, predictions: Mapping[str, Prediction], *,
-                     generator: torch.Generator | None = None, sources: State | None = None) -> dict[str, torch.Tensor]:
-        """One ancestral step of every field from ``t`` to ``s`` (both ``(B,)``)."""
-        return {f: p.reverse_step(x_t[f], t, s, predictions[f], generator=generator, **_pinned(p, f, sources))
+                     generator: torch.Generator | None = None, sources: State | None = None,
+                     gaussian_variance: str | None = None) -> dict[str, torch.Tensor]:
+        """One ancestral step of every field from ``t`` to ``s`` (both ``(B,)``).
+
+        ``gaussian_variance`` (``"small"`` / ``"large"``), when given, is passed as ``variance``
+        to the Gaussian fields' steps (``GaussianCorruption.reverse_step``).
+        """
+        return {f: p.reverse_step(x_t[f], t, s, predictions[f], generator=generator, **_pinned(p, f, sources),
+                                  **_variance(p, gaussian_variance))
                 for f, p in self.processes.items()}
 
     def __repr__(self) -> str:

@@ -19,6 +19,7 @@ from polydiff.spaces import Space
 PARAMETRIZATIONS = ("eps", "x0", "v", "flow_velocity")
 WEIGHTINGS = ("none", "edm", "snr")
 PRECONDITIONINGS = ("none", "edm")
+REVERSE_VARIANCES = ("small", "large")
 
 
 def eps_to_x0(eps, x_t, alpha, sigma):
@@ -180,18 +181,26 @@ class GaussianCorruption(Corruption):
         std = self.schedule.prior_std()
         return std * torch.randn((n, *self.space.shape), generator=generator, device=device, dtype=dtype)
 
-    def reverse_step(self, x_t, t, s, prediction, *, generator=None):
+    def reverse_step(self, x_t, t, s, prediction, *, generator=None, variance="small"):
         """Ancestral step from the Gaussian posterior q(x_s | x_t, x0_hat) (Kingma et al. 2021, eq. 33).
 
         alpha_ts = alpha_t / alpha_s, sigma_ts^2 = sigma_t^2 - alpha_ts^2 sigma_s^2,
-        mean = alpha_ts sigma_s^2 / sigma_t^2 x_t + alpha_s sigma_ts^2 / sigma_t^2 x0_hat,
-        var = sigma_ts^2 sigma_s^2 / sigma_t^2. At s = 0 this returns x0_hat.
+        mean = alpha_ts sigma_s^2 / sigma_t^2 x_t + alpha_s sigma_ts^2 / sigma_t^2 x0_hat.
+        ``variance`` is Ho et al.'s (2020, section 3.2) choice of the reverse variance:
+        ``"small"``, the posterior's sigma_ts^2 sigma_s^2 / sigma_t^2 (DDPM's beta-tilde, exact
+        when x0_hat is exact), or ``"large"``, the forward step's sigma_ts^2 (DDPM's beta,
+        TabDDPM's sampler). At s = 0 both return x0_hat.
         """
+        if variance not in REVERSE_VARIANCES:
+            raise ValueError(f"variance {variance!r} is not one of {list(REVERSE_VARIANCES)}")
         vt, vs = self.values(t.to(x_t.dtype), x_t.ndim), self.values(s.to(x_t.dtype), x_t.ndim)
         alpha_ts = vt.alpha / vs.alpha
         sigma_ts2 = (vt.sigma**2 - alpha_ts**2 * vs.sigma**2).clamp(min=0)
         mean = (alpha_ts * vs.sigma**2 * x_t + vs.alpha * sigma_ts2 * prediction.x0) / vt.sigma**2
-        std = (sigma_ts2 * vs.sigma**2 / vt.sigma**2).sqrt()
+        if variance == "small":
+            std = (sigma_ts2 * vs.sigma**2 / vt.sigma**2).sqrt()
+        else:
+            std = sigma_ts2.sqrt() * (vs.sigma > 0)
         noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
         return mean + std * noise
 
