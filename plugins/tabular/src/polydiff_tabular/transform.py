@@ -15,7 +15,10 @@ field               space                            holds
 
 Numbers: datetimes become float seconds since 1970; a scikit-learn
 ``QuantileTransformer(output_distribution="normal")`` fitted on the training split's observed
-values maps each column to a standard normal (TabDDPM's preprocessing); a missing cell is
+values maps each column to a standard normal (TabDDPM's preprocessing) with one quantile per
+training row, up to ``QUANTILE_ROWS`` (TabDDPM keeps at most 1,000: the inverse then
+interpolates linearly across the top and bottom 0.1 % of a large table, writing values
+anywhere between the 99.9th percentile and an outlying maximum); a missing cell is
 filled with the transformed training median. With ``bounded`` the transformed values are
 scaled to [0, 1] by their training min / max (and clipped there), for reflected diffusion.
 The inverse clips every column to its training [min, max], rounds integers, rounds other
@@ -37,6 +40,8 @@ import polydiff
 from polydiff_tabular.schema import CATEGORY_KINDS, NUMERIC_KINDS, Column, typed_series
 
 NUM = "num"
+QUANTILE_ROWS = 100_000
+"""Most quantiles (and rows subsampled to fit them) of the quantile-normal transform."""
 EPOCH = pd.Timestamp("1970-01-01")
 DAY_SECONDS = 86400.0
 MAX_DECIMALS = 6
@@ -125,8 +130,9 @@ class TableTransform:
                                            "raise max_rows, lower validation_fraction, or drop the column")
         self._quantiles = None
         if self.num_columns:
-            self._quantiles = QuantileTransformer(output_distribution="normal", n_quantiles=min(1000, len(train)),
-                                                  subsample=100_000, random_state=seed).fit(raw)
+            self._quantiles = QuantileTransformer(output_distribution="normal",
+                                                  n_quantiles=min(QUANTILE_ROWS, len(train)),
+                                                  subsample=QUANTILE_ROWS, random_state=seed).fit(raw)
             self._fit_numbers(raw)
         self.columns = [self._with_range(c, raw) for c in columns]
         self._by_name = {c.name: c for c in self.columns}
