@@ -296,12 +296,13 @@ DEMO: Mapping[str, Any] = {
     "denoiser": {"name": "tabular_mlp"},
     "training": {"steps": 1500, "batch_size": 128, "lr": 2e-3, "warmup_steps": 100, "ema_decay": 0.99,
                  "log_every": 100, "checkpoint_every": 1500},
-    "sampling": {"sampler": "ancestral", "steps": 200, "n": 344},
+    "sampling": {"sampler": "ancestral", "steps": 200, "n": 344, "options": {"gaussian_variance": "large"}},
     "evaluation": {"n_samples": 344, "metrics": ["column_shapes", "column_pair_trends"]},
 }
 """TabDDPM (Kotelnikov et al. 2023) on penguins: Gaussian diffusion (VP-cosine) on the
 quantile-normal numbers and masked diffusion on the categories and missingness flags, one
-shared time, the ``tabular_mlp`` denoiser, 200 ancestral steps; a smoke-scale demo (not yet
+shared time, the ``tabular_mlp`` denoiser, 200 ancestral steps with TabDDPM's large reverse
+variance (DDPM's beta); a smoke-scale demo (not yet
 timed). The numbers use the v parametrisation (Salimans & Ho 2022), as in ``toy-mixed``:
 under the cosine schedule an eps prediction's x0 is amplified by 1 / alpha(1) ~ 2000 in the
 first steps."""
