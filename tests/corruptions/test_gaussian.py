@@ -78,15 +78,19 @@ def test_edm_loss_weight():
     assert torch.allclose(proc.loss(raw, x0, c).double(), edm_loss_weight(EDM()(t).sigma, 0.5), rtol=1e-5)
 
 
+def _one_step_case(n: int = 40000):
+    """(n, x0, x_t, t, s, exact prediction): n copies of one step from t = 0.6 to s = 0.3, float64."""
+    x0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64).expand(n, 3)
+    x_t = torch.tensor([0.3, 0.1, -0.2], dtype=torch.float64).expand(n, 3)
+    t, s = torch.full((n,), 0.6, dtype=torch.float64), torch.full((n,), 0.3, dtype=torch.float64)
+    return n, x0, x_t, t, s, Prediction(raw=x0, x0=x0, eps=None)
+
+
 @pytest.mark.parametrize("s", [VPLinear(), VPCosine(), VE(), EDM(), Flow()], ids=lambda s: s.name)
 def test_reverse_step_is_the_gaussian_posterior(s):
     """Mean and variance of q(x_s | x_t, x0) from the joint Gaussian of (x_s, x_t) given x0."""
     proc = GaussianCorruption(SPACE, s)
-    n = 40000
-    x0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64).expand(n, 3)
-    x_t = torch.tensor([0.3, 0.1, -0.2], dtype=torch.float64).expand(n, 3)
-    t, sv = torch.full((n,), 0.6, dtype=torch.float64), torch.full((n,), 0.3, dtype=torch.float64)
-    pred = Prediction(raw=x0, x0=x0, eps=None)
+    n, x0, x_t, t, sv, pred = _one_step_case()
     out = proc.reverse_step(x_t, t, sv, pred, generator=torch.Generator().manual_seed(0))
     vt, vs = s(t[:1]), s(sv[:1])
     cov_st = vs.sigma**2 * vt.alpha / vs.alpha  # Cov(x_s, x_t | x0)
@@ -100,11 +104,7 @@ def test_large_reverse_variance_is_the_forward_steps():
     """variance="large": same posterior mean, variance sigma_t^2 - (alpha_t / alpha_s)^2 sigma_s^2 (DDPM's beta)."""
     s = VPCosine()
     proc = GaussianCorruption(SPACE, s)
-    n = 40000
-    x0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64).expand(n, 3)
-    x_t = torch.tensor([0.3, 0.1, -0.2], dtype=torch.float64).expand(n, 3)
-    t, sv = torch.full((n,), 0.6, dtype=torch.float64), torch.full((n,), 0.3, dtype=torch.float64)
-    pred = Prediction(raw=x0, x0=x0, eps=None)
+    n, x0, x_t, t, sv, pred = _one_step_case()
     large = proc.reverse_step(x_t, t, sv, pred, generator=torch.Generator().manual_seed(0), variance="large")
     small = proc.reverse_step(x_t, t, sv, pred, generator=torch.Generator().manual_seed(0))
     vt, vs = s(t[:1]), s(sv[:1])
