@@ -8,7 +8,8 @@ the table's title) and ``--rewrite CSV`` (re-render the tables from saved result
 polydiff run once the process has spent ``seconds`` of CPU time (``time.process_time``)
 since the first step. With one torch thread on an idle core this equals wall-clock time;
 unlike wall-clock time it is not shortened for one row by other load on the machine, so
-rows trained one after another get the same budget.
+rows trained one after another get the same budget. ``StepClock`` records the CPU time at
+each step's end, so a probe run measures the time per step without the one-off setup.
 """
 from __future__ import annotations
 
@@ -33,6 +34,24 @@ class CPUBudget:
             self.start = time.process_time()
         elif time.process_time() - self.start > self.seconds:
             trainer.request_stop(f"training budget of {self.seconds:.0f} CPU seconds reached")
+
+
+class StepClock:
+    """Records ``time.process_time()`` at the end of every training step (a ``polydiff_train_step_end`` hook)."""
+
+    def __init__(self) -> None:
+        self.times: dict[int, float] = {}
+
+    @polydiff.hookimpl
+    def polydiff_train_step_end(self, trainer, step, metrics):
+        self.times[step] = time.process_time()
+
+    def seconds_per_step(self, after: int) -> float:
+        """Mean CPU seconds per step from step ``after`` to the last one (the first steps warm up)."""
+        last = max(self.times)
+        if last <= after:
+            raise ValueError(f"StepClock: the run ended at step {last}, not after step {after}")
+        return (self.times[last] - self.times[after]) / (last - after)
 
 
 def report_arguments(parser: argparse.ArgumentParser, results: Path) -> None:

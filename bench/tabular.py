@@ -21,7 +21,7 @@ SDMetrics' definitions):
 polydiff-tabular: Gaussian diffusion (VP-cosine, v prediction) on the quantile-normal numbers
 and masked diffusion on the categories and missingness flags, one shared time, ``tabular_mlp``
 trained with a cosine learning-rate decay over as many steps as fit the budget (``planned_steps``:
-two short probe fits, like CTGAN's epochs), 200 ancestral sampling steps with TabDDPM's
+a short probe fit timed step by step, like CTGAN's epochs), 200 ancestral sampling steps with TabDDPM's
 large reverse variance. SDV runs in ``.venv-sdv`` (Business Source License, pandas < 3;
 ``make bench-tabular`` creates it) through ``bench/tabular_sdv.py``.
 
@@ -50,7 +50,7 @@ import polydiff
 from polydiff_tabular import metrics as M
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import CPUBudget, note_line, report_arguments, save_report  # noqa: E402
+from common import CPUBudget, StepClock, note_line, report_arguments, save_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -66,15 +66,16 @@ DETECTION_SEEDS = 8
 """Fold shuffles each detection AUC is averaged over (its standard error is printed): on
 diamonds one 3-fold shuffle moves the AUC by about 0.002 (sd), as much as the gaps between
 synthesizers near the floor."""
+TIE_SE = 2.0
+"""A detection gap under this many standard errors of the difference is reported as a tie."""
 TRAINING = {"penguins": {"batch_size": 128, "lr": 2e-3}, "diamonds": {"batch_size": 1024, "lr": 2e-3}}
 
 
-PROBE_STEPS = (100, 400)
-"""The two short fits whose CPU-time difference gives polydiff-tabular's seconds per step."""
+PROBE_STEPS = (100, 600)
+"""The probe fit's length and the steps it skips before timing (``planned_steps``)."""
 STEP_SHARE = 0.9
-"""Fraction of the budget (after the one-off setup) the planned steps are meant to fill, so
-that the cosine decay ends before the budget's hard stop on a machine slowed by the other
-core's work."""
+"""Fraction of the budget the planned steps are meant to fill, so that the cosine decay ends
+before the budget's hard stop on a machine slowed by the other core's work."""
 
 
 def config(dataset: str, root: str, steps: int = 10**7) -> dict:
@@ -93,17 +94,18 @@ def config(dataset: str, root: str, steps: int = 10**7) -> dict:
 
 
 def planned_steps(dataset: str, seconds: float, root: str) -> tuple[int, float]:
-    """(training steps that fit ``STEP_SHARE`` of ``seconds`` CPU seconds, CPU seconds per step),
-    from fits of ``PROBE_STEPS`` steps (their difference separates the per-step time from the
-    one-off data and model setup). The probes' time is not charged to the budget."""
-    times = []
-    for steps in PROBE_STEPS:
-        start = time.process_time()
-        polydiff.train(config(dataset, root, steps), run_dir=Path(root) / f"probe-{steps}")
-        times.append(time.process_time() - start)
-    per_step = max((times[1] - times[0]) / (PROBE_STEPS[1] - PROBE_STEPS[0]), 1e-6)
-    setup = max(times[0] - PROBE_STEPS[0] * per_step, 0.0)
-    return max(PROBE_STEPS[1], int(STEP_SHARE * (seconds - setup) / per_step)), per_step
+    """(training steps that fit ``STEP_SHARE`` of ``seconds`` CPU seconds, CPU seconds per step).
+
+    One probe fit of ``PROBE_STEPS[1]`` steps is timed step by step (``StepClock``) from step
+    ``PROBE_STEPS[0]`` on, so neither the one-off data and model setup nor the first steps
+    enter the estimate (the budget, too, counts from the first step). The probe's time is not
+    charged to the budget."""
+    skip, steps = PROBE_STEPS
+    clock = StepClock()
+    manager = polydiff.make_plugin_manager(extra_plugins={"clock": clock})
+    polydiff.train(config(dataset, root, steps), run_dir=Path(root) / "probe", manager=manager)
+    per_step = clock.seconds_per_step(skip)
+    return max(steps, int(STEP_SHARE * seconds / per_step)), per_step
 
 
 def run_polydiff(dataset: str, args: argparse.Namespace, root: str) -> tuple[polydiff.Experiment, pd.DataFrame, dict]:
@@ -229,18 +231,18 @@ def run_dataset(dataset: str, args: argparse.Namespace, out: Path) -> list[dict]
 
 
 def standing(ours: pd.Series, others: pd.DataFrame, column: str, sign: int) -> str:
-    """"ahead", "tied" (equal to the best other synthesizer's value) or "NOT ahead" on one
-    metric (``sign`` 1: higher is better, -1: lower); detection adds the gap to the best
-    other in standard errors of the difference."""
+    """"ahead", "tied" or "NOT ahead" of the best other synthesizer on one metric (``sign`` 1:
+    higher is better, -1: lower). Detection gives the gap in standard errors of the difference
+    and counts a gap under ``TIE_SE`` of them as a tie: the shuffles' noise, not a lead."""
     best = others.loc[(sign * others[column]).idxmax()]
     gap = sign * (ours[column] - best[column])
     if abs(gap) < 1e-12:
         return f"tied ({ours[column]:.4f}, as {best['synthesizer']})"
-    word = "ahead" if gap > 0 else "NOT ahead"
     if column == "detection" and "detection_se" in ours:
         se = float(np.hypot(ours["detection_se"], best["detection_se"]))
-        word += f" ({ours[column]:.4f} vs {best['synthesizer']} {best[column]:.4f}, {gap / se:+.1f} SE)"
-    return word
+        word = "tied within noise" if abs(gap) < TIE_SE * se else "ahead" if gap > 0 else "NOT ahead"
+        return word + f" ({ours[column]:.4f} vs {best['synthesizer']} {best[column]:.4f}, {gap / se:+.1f} SE)"
+    return "ahead" if gap > 0 else "NOT ahead"
 
 
 def write(table: pd.DataFrame, args: argparse.Namespace) -> str:
