@@ -5,14 +5,15 @@ they live in their own environment, ``.venv-sdv`` (``make bench-tabular`` create
 polydiff never imports them. ``bench/tabular.py`` runs this script there and exchanges CSV
 and JSON files with it:
 
-    fit:   python bench/tabular_sdv.py fit --train train.csv --kinds kinds.json --seconds 120 --n 1000 --out DIR
+    fit:   python bench/tabular_sdv.py fit --train train.csv --kinds kinds.json --seconds 120 --n 1000 --draws 4 --out DIR
     score: python bench/tabular_sdv.py score --real validation.csv --kinds kinds.json --out scores.json SYN.csv ...
 
 ``fit`` trains GaussianCopula (it needs far less than the budget) and CTGAN (Xu et al. 2019)
 with as many epochs as fit the budget in CPU seconds (``ctgan_epoch_time`` times short fits
 to separate the per-epoch time from the one-off data transforms, then a fresh model is
 trained for ``(budget - setup) / epoch time`` epochs), on one torch thread, and writes
-``<synthesizer>.csv`` (``--n`` rows) and ``fit.json`` (CPU seconds, epochs). ``score`` writes
+``<synthesizer>.csv`` (``--n`` rows; ``--draws`` tables, the k-th after the first as
+``<synthesizer>_<k>.csv``) and ``fit.json`` (CPU seconds, epochs). ``score`` writes
 sdmetrics' QualityReport properties (Column Shapes, Column Pair Trends) of each synthetic
 table against the real one, to cross-check polydiff-tabular's own implementations.
 """
@@ -69,6 +70,13 @@ def ctgan_epoch_time(md, train: pd.DataFrame, budget: float) -> tuple[float, flo
         count *= 2
 
 
+def write_draws(synthesizer, args: argparse.Namespace, stem: str) -> None:
+    """``args.draws`` independent tables of ``args.n`` rows: ``<stem>.csv``, ``<stem>_2.csv``, ..."""
+    for k in range(1, args.draws + 1):
+        name = f"{stem}.csv" if k == 1 else f"{stem}_{k}.csv"
+        synthesizer.sample(args.n)["table"].to_csv(args.out / name, index=False)
+
+
 def fit(args: argparse.Namespace) -> None:
     import torch
     from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer
@@ -83,7 +91,7 @@ def fit(args: argparse.Namespace) -> None:
     copula = GaussianCopulaSynthesizer(md)
     copula.fit({"table": train})  # SDV 2 takes and returns {table name: frame}
     info["sdv gaussian-copula"] = {"fit_cpu_seconds": time.process_time() - start}
-    copula.sample(args.n)["table"].to_csv(args.out / "gaussian_copula.csv", index=False)
+    write_draws(copula, args, "gaussian_copula")
     epoch, overhead = ctgan_epoch_time(md, train, args.seconds)
     epochs = max(1, math.floor((args.seconds - overhead) / epoch))
     start = time.process_time()
@@ -91,7 +99,7 @@ def fit(args: argparse.Namespace) -> None:
     ctgan.fit({"table": train})
     info["sdv ctgan"] = {"fit_cpu_seconds": time.process_time() - start, "epochs": epochs,
                          "epoch_cpu_seconds": epoch, "setup_cpu_seconds": overhead}
-    ctgan.sample(args.n)["table"].to_csv(args.out / "ctgan.csv", index=False)
+    write_draws(ctgan, args, "ctgan")
     (args.out / "fit.json").write_text(json.dumps(info, indent=2))
 
 
@@ -119,6 +127,7 @@ def main() -> None:
     f.add_argument("--kinds", type=Path, required=True)
     f.add_argument("--seconds", type=float, required=True)
     f.add_argument("--n", type=int, required=True)
+    f.add_argument("--draws", type=int, default=1, help="independent synthetic tables to write")
     f.add_argument("--out", type=Path, required=True)
     s = sub.add_parser("score")
     s.add_argument("--real", type=Path, required=True)
