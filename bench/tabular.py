@@ -11,8 +11,9 @@ SDMetrics' definitions):
 - column shapes (KS / TV complement, higher is better), column pair trends (correlation /
   contingency similarity, higher), detection (ROC AUC of a logistic regression telling real
   from synthetic rows: 0.5 is ideal, lower is better; averaged over ``DETECTION_DRAWS``
-  synthetic tables, each over ``DETECTION_SEEDS`` fold shuffles, with its standard error), machine-learning efficiency (train on
-  synthetic, test on real; the score of training on real rows is printed), distance to
+  synthetic tables, each over ``DETECTION_SEEDS`` fold shuffles, with its standard error),
+  machine-learning efficiency (train on synthetic, test on real; the score of training on
+  real rows is printed), distance to
   closest record (median synthetic DCR over the real holdout's: about 1 is healthy, near 0
   means copying);
 - a cross-check: sdmetrics' own QualityReport (Column Shapes, Column Pair Trends) of the same
