@@ -13,9 +13,8 @@ SDMetrics' definitions):
   from synthetic rows: 0.5 is ideal, lower is better; averaged over ``DETECTION_DRAWS``
   synthetic tables, each over ``DETECTION_SEEDS`` fold shuffles, with its standard error),
   machine-learning efficiency (train on synthetic, test on real; the score of training on
-  real rows is printed), distance to
-  closest record (median synthetic DCR over the real holdout's: about 1 is healthy, near 0
-  means copying);
+  real rows is printed), distance to closest record (median synthetic DCR over the real
+  holdout's: about 1 is healthy, near 0 means copying);
 - a cross-check: sdmetrics' own QualityReport (Column Shapes, Column Pair Trends) of the same
   tables, computed in the SDV environment.
 
@@ -269,7 +268,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, out: Path) -> list[dict]
 def standing(ours: pd.Series, others: pd.DataFrame, column: str, sign: int) -> str:
     """"ahead", "tied" or "NOT ahead" of the best other synthesizer on one metric (``sign`` 1:
     higher is better, -1: lower). Detection gives the gap in standard errors of the difference
-    and counts a gap under ``TIE_SE`` of them as a tie: the shuffles' noise, not a lead."""
+    and counts a gap under ``TIE_SE`` of them as a tie: the draws' noise, not a lead."""
     best = others.loc[(sign * others[column]).idxmax()]
     gap = sign * (ours[column] - best[column])
     if abs(gap) < 1e-12:
